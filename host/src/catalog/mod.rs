@@ -1,0 +1,187 @@
+//! The catalog: every component in the tool directory, loaded once.
+//!
+//! For each `*.wasm` file: sha256 digest of its bytes; compile (or load the cached compiled
+//! artifact, see [`cache`]); pre-instantiate against the runner's linker; call `describe()` once
+//! in a sandbox with no grants; check and pin each descriptor. Two tools with one name are a
+//! load error naming both components.
+
+pub mod cache;
+mod descriptor;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use sha2::{Digest, Sha256};
+
+pub use cache::CacheOutcome;
+pub use descriptor::{Descriptor, ToolAnnotations};
+
+use crate::runner::{Prepared, Runner};
+
+/// One loaded component.
+pub struct LoadedComponent {
+    /// The file stem, e.g. `workspace` for `workspace.wasm`.
+    pub name: String,
+    pub path: PathBuf,
+    /// `sha256:` of the component's bytes.
+    pub digest: String,
+    pub prepared: Prepared,
+    pub cache: CacheOutcome,
+}
+
+/// One tool, with the component that provides it.
+pub struct ToolEntry {
+    pub descriptor: Descriptor,
+    pub component: Arc<LoadedComponent>,
+}
+
+/// Everything loaded from the tool directory.
+#[derive(Default)]
+pub struct Catalog {
+    components: Vec<Arc<LoadedComponent>>,
+    tools: BTreeMap<String, Arc<ToolEntry>>,
+}
+
+impl Catalog {
+    /// Loads every `*.wasm` in `dir` (sorted by name). `cache_dir` holds compiled artifacts;
+    /// `None` compiles every time.
+    pub async fn load(runner: &Runner, dir: &Path, cache_dir: Option<&Path>) -> Result<Self> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+            .with_context(|| format!("reading the tool directory {}", dir.display()))?
+            .filter_map(|entry| entry.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|ext| ext == "wasm"))
+            .collect();
+        files.sort();
+        let mut catalog = Catalog::default();
+        for path in files {
+            catalog
+                .add_file(runner, &path, cache_dir)
+                .await
+                .with_context(|| format!("loading {}", path.display()))?;
+        }
+        Ok(catalog)
+    }
+
+    /// Loads one component file into the catalog.
+    pub async fn add_file(
+        &mut self,
+        runner: &Runner,
+        path: &Path,
+        cache_dir: Option<&Path>,
+    ) -> Result<()> {
+        let bytes = std::fs::read(path).context("reading the component")?;
+        let digest_hex = hex::encode(Sha256::digest(&bytes));
+        let (component, cache) =
+            cache::load_or_compile(runner.engine(), &bytes, &digest_hex, cache_dir)
+                .context("compiling the component")?;
+        let prepared = runner.prepare(&component)?;
+        let infos = runner
+            .describe(&prepared)
+            .await
+            .map_err(|e| anyhow::anyhow!("describe() failed: {e}"))?;
+        if infos.is_empty() {
+            bail!("describe() returned no tools");
+        }
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let loaded = Arc::new(LoadedComponent {
+            name,
+            path: path.to_path_buf(),
+            digest: format!("sha256:{digest_hex}"),
+            prepared,
+            cache,
+        });
+        let mut new_tools = Vec::new();
+        for info in infos {
+            let descriptor = descriptor::check(info).map_err(anyhow::Error::msg)?;
+            if let Some(existing) = self.tools.get(&descriptor.name) {
+                bail!(
+                    "tool name `{}` is offered by both `{}` ({}) and `{}` ({}); tool names must be unique",
+                    descriptor.name,
+                    existing.component.name,
+                    existing.component.path.display(),
+                    loaded.name,
+                    loaded.path.display()
+                );
+            }
+            if new_tools
+                .iter()
+                .any(|t: &ToolEntry| t.descriptor.name == descriptor.name)
+            {
+                bail!(
+                    "`{}` offers the tool name `{}` twice",
+                    loaded.name,
+                    descriptor.name
+                );
+            }
+            new_tools.push(ToolEntry {
+                descriptor,
+                component: loaded.clone(),
+            });
+        }
+        for tool in new_tools {
+            self.tools
+                .insert(tool.descriptor.name.clone(), Arc::new(tool));
+        }
+        self.components.push(loaded);
+        Ok(())
+    }
+
+    /// The tool called `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<ToolEntry>> {
+        self.tools.get(name)
+    }
+
+    /// All tools, sorted by name.
+    pub fn tools(&self) -> impl Iterator<Item = &Arc<ToolEntry>> {
+        self.tools.values()
+    }
+
+    /// All components, in load order.
+    pub fn components(&self) -> &[Arc<LoadedComponent>] {
+        &self.components
+    }
+
+    /// A table for people: components, digests, tools, annotations, warnings.
+    pub fn summary(&self) -> String {
+        let mut out = String::new();
+        for component in &self.components {
+            let _ = writeln!(
+                out,
+                "{}  {}  ({})",
+                component.name,
+                component.digest,
+                component.path.display()
+            );
+            for tool in self.tools.values() {
+                if !Arc::ptr_eq(&tool.component, component) {
+                    continue;
+                }
+                let d = &tool.descriptor;
+                let a = d.annotations;
+                let mut flags = Vec::new();
+                for (set, label) in [
+                    (a.read_only, "read-only"),
+                    (a.destructive, "destructive"),
+                    (a.idempotent, "idempotent"),
+                    (a.open_world, "open-world"),
+                ] {
+                    if set {
+                        flags.push(label);
+                    }
+                }
+                let summary = d.description.lines().next().unwrap_or_default();
+                let _ = writeln!(out, "  {:<16} [{}] {}", d.name, flags.join(", "), summary);
+                for warning in &d.warnings {
+                    let _ = writeln!(out, "    WARNING: description {warning}");
+                }
+            }
+        }
+        out
+    }
+}

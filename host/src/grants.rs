@@ -1,0 +1,179 @@
+//! What one call may use: capabilities (`Grants`) and budgets (`Limits`).
+//!
+//! Both come from the policy decision (or, for `portcullis run`, from the command line). The
+//! runner builds an instance from them and from nothing else: whatever is not granted here does
+//! not exist inside the instance.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How a preopened directory may be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FsMode {
+    /// Read files and list directories; no change of any kind.
+    Ro,
+    /// Read and change.
+    Rw,
+}
+
+/// A host directory made visible inside the instance at `guest`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FsGrant {
+    /// Absolute path of an existing directory on the gateway host.
+    pub host: PathBuf,
+    /// Absolute path at which the tool sees it, e.g. `/workspace`.
+    pub guest: String,
+    pub mode: FsMode,
+}
+
+/// An outbound HTTP permission. The runner does not offer outbound HTTP yet, so a decision
+/// that grants it is refused rather than silently narrowed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpGrant {
+    pub host: String,
+    #[serde(default)]
+    pub ports: Vec<u16>,
+    #[serde(default)]
+    pub methods: Vec<String>,
+}
+
+/// Every capability one call receives.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grants {
+    #[serde(default)]
+    pub fs: Vec<FsGrant>,
+    #[serde(default)]
+    pub http: Vec<HttpGrant>,
+    /// Environment variables, exactly these and no others.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of secrets the tool may resolve (not offered by the runner yet).
+    #[serde(default)]
+    pub secrets: Vec<String>,
+}
+
+impl Grants {
+    /// Capabilities this runner cannot provide yet; a decision granting any of them must be
+    /// refused, never silently narrowed.
+    pub fn unsupported(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.http.is_empty() {
+            out.push("http (outbound HTTP is not available in this version)".to_string());
+        }
+        if !self.secrets.is_empty() {
+            out.push("secrets (secret injection is not available in this version)".to_string());
+        }
+        out
+    }
+}
+
+/// Budgets for one call. Every field is always set: no wasmtime default is relied on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Wasm fuel (roughly, instructions executed).
+    pub fuel: u64,
+    /// Linear memory, in bytes, across all memories of the instance.
+    pub memory_bytes: u64,
+    /// Wall-clock time for instantiation plus the call.
+    pub timeout: Duration,
+    /// Size of the returned content plus structured output, in bytes.
+    pub output_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            fuel: 1_000_000_000,
+            memory_bytes: 64 * MIB,
+            timeout: Duration::from_secs(5),
+            output_bytes: MIB,
+        }
+    }
+}
+
+/// One mebibyte.
+pub const MIB: u64 = 1024 * 1024;
+
+/// Parses a byte size such as `64MiB`, `512KiB`, `1GiB`, `1048576`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size (examples: 64MiB, 512KiB, 1048576)"))?;
+    let mult = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => MIB,
+        "g" | "gb" | "gib" => 1024 * MIB,
+        _ => {
+            return Err(format!(
+                "`{text}`: unknown unit `{unit}` (use B, KiB, MiB or GiB)"
+            ));
+        }
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// Parses a duration such as `2s`, `500ms`, `1m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (examples: 500ms, 2s, 1m)"))?;
+    match unit.trim() {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" | "min" => Ok(Duration::from_secs(n.saturating_mul(60))),
+        other => Err(format!("`{text}`: unknown unit `{other}` (use ms, s or m)")),
+    }
+}
+
+/// `64 MiB`, `512 KiB`, `17 bytes`: for messages.
+pub fn show_bytes(n: u64) -> String {
+    if n >= MIB && n % MIB == 0 {
+        format!("{} MiB", n / MIB)
+    } else if n >= 1024 && n % 1024 == 0 {
+        format!("{} KiB", n / 1024)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_bytes("64MiB"), Ok(64 * MIB));
+        assert_eq!(parse_bytes("512 KiB"), Ok(512 * 1024));
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert!(parse_bytes("12XB").unwrap_err().contains("unknown unit"));
+        assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
+        assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("2h").unwrap_err().contains("unknown unit"));
+        assert_eq!(show_bytes(64 * MIB), "64 MiB");
+        assert_eq!(show_bytes(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn unsupported_grants_are_named() {
+        let mut g = Grants::default();
+        assert!(g.unsupported().is_empty());
+        g.secrets.push("TOKEN".into());
+        assert!(g.unsupported()[0].starts_with("secrets"));
+    }
+}

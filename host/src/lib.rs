@@ -1,0 +1,10 @@
+//! portcullis: a gateway that lets AI agents call tools over MCP without holding the keys.
+//!
+//! Every tool is a WebAssembly component; every call runs in a fresh instance that holds only
+//! what the call was granted. See `docs/architecture.md` for the map of modules.
+
+pub mod catalog;
+pub mod cli;
+pub mod grants;
+pub mod runner;
+pub mod telemetry;

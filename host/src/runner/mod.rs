@@ -1,0 +1,409 @@
+//! The ephemeral runner: every call gets a fresh `Store` and instance, built from a
+//! pre-instantiated component and from the call's grants alone, run under fuel, memory, stack,
+//! epoch and wall-clock limits, and dropped when the call returns.
+//!
+//! Nothing is inherited from the gateway process: no environment, no arguments, no stdin, no
+//! network, no filesystem beyond the granted preopens. The guest's stdout and stderr go to small
+//! bounded buffers (on the stdio transport the real stdout is the protocol).
+
+pub mod bindings;
+mod engine;
+mod output;
+mod state;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Engine, Store, Trap};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
+
+pub use bindings::ToolComponentPre;
+pub use bindings::portcullis::tool::types::{Annotations, ToolInfo};
+pub use engine::{EPOCH_TICK, EngineSettings};
+pub use output::{CallOutput, ContentItem};
+pub use state::LogLine;
+
+use crate::grants::{FsMode, Grants, Limits, show_bytes};
+use state::{LimitHit, Limiter, StoreState};
+
+/// Bytes of stdout and of stderr kept per call.
+pub const STDIO_CAPACITY: usize = 64 * 1024;
+/// Largest `wasi:random` request a guest may make.
+const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+
+/// A pre-instantiated component, ready for any number of fresh instances.
+pub type Prepared = ToolComponentPre<StoreState>;
+
+/// Which limit ended a call, with its value.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LimitExceeded {
+    #[error("fuel limit reached: the call used all {limit} units of fuel")]
+    Fuel { limit: u64 },
+    #[error(
+        "memory limit reached: the tool asked for {} of linear memory; the limit is {}",
+        show_bytes(*.requested), show_bytes(*.limit)
+    )]
+    Memory { limit: u64, requested: u64 },
+    #[error(
+        "table limit reached: the tool asked for {requested} table elements; the limit is {limit}"
+    )]
+    Table { limit: usize, requested: usize },
+    #[error("time limit reached: the call ran longer than {} ms", .limit.as_millis())]
+    Timeout { limit: Duration },
+    #[error("stack limit reached: the tool exhausted its {} wasm stack (unbounded recursion?)", show_bytes(*.limit))]
+    Stack { limit: u64 },
+    #[error("output limit reached: the tool returned {}; the limit is {}", show_bytes(*.actual), show_bytes(*.limit))]
+    Output { limit: u64, actual: u64 },
+    #[error("{stream} limit reached: the tool wrote more than {} to {stream}", show_bytes(*.limit))]
+    Stdio { stream: &'static str, limit: u64 },
+}
+
+/// How the tool itself reported failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolFailureKind {
+    UnknownTool,
+    InvalidInput,
+    Failed,
+}
+
+/// Why a call produced no result.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("busy: {max} calls are already running; try again shortly")]
+    Busy { max: u32 },
+    #[error("invalid grant: {0}")]
+    Grant(String),
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
+    #[error("the tool crashed: {0}")]
+    Trap(String),
+    #[error("{message}")]
+    Tool {
+        kind: ToolFailureKind,
+        message: String,
+    },
+    #[error("internal error: {0:#}")]
+    Internal(anyhow::Error),
+}
+
+/// Everything a call produced, successful or not.
+#[derive(Debug)]
+pub struct RunReport {
+    pub outcome: Result<CallOutput, RunError>,
+    /// Fuel consumed by instantiation and the call.
+    pub fuel_used: u64,
+    pub elapsed: Duration,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: usize,
+}
+
+impl RunReport {
+    fn failed(error: RunError, started: Instant) -> Self {
+        Self {
+            outcome: Err(error),
+            fuel_used: 0,
+            elapsed: started.elapsed(),
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+            logs: Vec::new(),
+            logs_dropped: 0,
+        }
+    }
+}
+
+/// The engine, the linker with exactly the host interfaces tools may import, and the bound on
+/// concurrent instances.
+pub struct Runner {
+    engine: Engine,
+    linker: Linker<StoreState>,
+    permits: Arc<Semaphore>,
+    settings: EngineSettings,
+}
+
+impl Runner {
+    /// Builds the engine (see [`EngineSettings`]) and the linker: standard WASI p2 (whose
+    /// filesystem, sockets and environment are empty unless granted) plus `portcullis:tool/host`.
+    pub fn new(settings: EngineSettings) -> Result<Self> {
+        let engine = engine::build(settings)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking WASI")?;
+        bindings::ToolComponent::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(anyhow::Error::from)
+        .context("linking portcullis:tool/host")?;
+        Ok(Self {
+            engine,
+            linker,
+            permits: Arc::new(Semaphore::new(settings.max_concurrent as usize)),
+            settings,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub fn settings(&self) -> EngineSettings {
+        self.settings
+    }
+
+    /// Resolves a compiled component's imports against the linker, once.
+    pub fn prepare(&self, component: &Component) -> Result<Prepared> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(anyhow::Error::from)
+            .context("the component imports something portcullis does not provide")?;
+        ToolComponentPre::new(pre)
+            .map_err(anyhow::Error::from)
+            .context("the component does not export `portcullis:tool/tool`")
+    }
+
+    /// Calls `describe` in a sandbox with no grants at all.
+    pub async fn describe(&self, pre: &Prepared) -> Result<Vec<ToolInfo>, RunError> {
+        let limits = Limits::default();
+        let (mut store, _stdio) = self.store(&Grants::default(), &limits)?;
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .portcullis_tool_tool()
+                .call_describe(&mut store)
+                .await
+        };
+        match tokio::time::timeout(limits.timeout, run).await {
+            Ok(Ok(tools)) => Ok(tools),
+            Ok(Err(e)) => Err(classify(e, &store, &limits, None)),
+            Err(_) => Err(LimitExceeded::Timeout {
+                limit: limits.timeout,
+            }
+            .into()),
+        }
+    }
+
+    /// Runs tool `name` with `input` (canonical JSON) in a fresh instance that holds exactly
+    /// `grants`, under `limits`.
+    pub async fn call(
+        &self,
+        pre: &Prepared,
+        name: &str,
+        input: &str,
+        grants: &Grants,
+        limits: &Limits,
+    ) -> RunReport {
+        let started = Instant::now();
+        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
+            return RunReport::failed(
+                RunError::Busy {
+                    max: self.settings.max_concurrent,
+                },
+                started,
+            );
+        };
+        let (mut store, (stdout, stderr)) = match self.store(grants, limits) {
+            Ok(parts) => parts,
+            Err(e) => return RunReport::failed(e, started),
+        };
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .portcullis_tool_tool()
+                .call_call(&mut store, name, input)
+                .await
+        };
+        let outcome = match tokio::time::timeout(limits.timeout, run).await {
+            Err(_) => Err(LimitExceeded::Timeout {
+                limit: limits.timeout,
+            }
+            .into()),
+            Ok(Err(e)) => Err(classify(e, &store, limits, Some((&stdout, &stderr)))),
+            Ok(Ok(Err(tool_error))) => Err(output::tool_failure(tool_error)),
+            Ok(Ok(Ok(result))) => output::convert(result, limits.output_bytes),
+        };
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let state = store.into_data();
+        RunReport {
+            outcome,
+            fuel_used,
+            elapsed: started.elapsed(),
+            stdout: stdout.contents().to_vec(),
+            stderr: stderr.contents().to_vec(),
+            logs: state.logs,
+            logs_dropped: state.logs_dropped,
+        }
+    }
+
+    /// A fresh store whose WASI context holds exactly `grants`, with every limit set.
+    fn store(
+        &self,
+        grants: &Grants,
+        limits: &Limits,
+    ) -> Result<(Store<StoreState>, (MemoryOutputPipe, MemoryOutputPipe)), RunError> {
+        if limits.memory_bytes > self.settings.max_memory_bytes {
+            return Err(RunError::Grant(format!(
+                "memory limit {} exceeds the gateway's maximum of {}",
+                show_bytes(limits.memory_bytes),
+                show_bytes(self.settings.max_memory_bytes)
+            )));
+        }
+        let unsupported = grants.unsupported();
+        if !unsupported.is_empty() {
+            return Err(RunError::Grant(format!(
+                "cannot grant {}",
+                unsupported.join(", ")
+            )));
+        }
+        let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
+        let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
+        let wasi = wasi_context(grants, &stdout, &stderr)?;
+        let state = StoreState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                memory_bytes: limits.memory_bytes,
+                table_elements: engine::MAX_TABLE_ELEMENTS,
+                hit: None,
+            },
+            stdout: stdout.clone(),
+            stderr: stderr.clone(),
+            logs: Vec::new(),
+            logs_dropped: 0,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store
+            .set_fuel(limits.fuel)
+            .map_err(|e| RunError::Internal(e.into()))?;
+        let ticks = limits.timeout.as_millis() / EPOCH_TICK.as_millis() + 1;
+        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
+        store.epoch_deadline_trap();
+        Ok((store, (stdout, stderr)))
+    }
+}
+
+/// The WASI context for one call: deny by default, then exactly the grants.
+///
+/// Defaults, stated rather than inherited: stdin closed; stdout/stderr into bounded memory
+/// pipes; no environment variables; no arguments; no preopens; TCP, UDP and name lookup off;
+/// random requests capped.
+fn wasi_context(
+    grants: &Grants,
+    stdout: &MemoryOutputPipe,
+    stderr: &MemoryOutputPipe,
+) -> Result<WasiCtx, RunError> {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .allow_blocking_current_thread(true)
+        .stdout(stdout.clone())
+        .stderr(stderr.clone())
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false)
+        .max_random_size(MAX_RANDOM_BYTES);
+    for (key, value) in &grants.env {
+        builder.env(key, value);
+    }
+    let mut guests: Vec<&str> = Vec::new();
+    for grant in &grants.fs {
+        if !grant.host.is_absolute() {
+            return Err(RunError::Grant(format!(
+                "fs grant host path `{}` must be absolute",
+                grant.host.display()
+            )));
+        }
+        if !grant.guest.starts_with('/') {
+            return Err(RunError::Grant(format!(
+                "fs grant guest path `{}` must be absolute",
+                grant.guest
+            )));
+        }
+        if guests.contains(&grant.guest.as_str()) {
+            return Err(RunError::Grant(format!(
+                "two fs grants share the guest path `{}`",
+                grant.guest
+            )));
+        }
+        guests.push(&grant.guest);
+        let perms = match grant.mode {
+            FsMode::Ro => FsPerms::ReadOnly,
+            FsMode::Rw => FsPerms::ReadWrite,
+        };
+        builder
+            .preopened_dir(&grant.host, &grant.guest, perms)
+            .map_err(|e| {
+                RunError::Grant(format!(
+                    "cannot open granted directory `{}`: {e}",
+                    grant.host.display()
+                ))
+            })?;
+    }
+    Ok(builder.build())
+}
+
+/// Turns a trap or host error into the limit it represents, if any.
+fn classify(
+    error: wasmtime::Error,
+    store: &Store<StoreState>,
+    limits: &Limits,
+    stdio: Option<(&MemoryOutputPipe, &MemoryOutputPipe)>,
+) -> RunError {
+    match store.data().limiter.hit {
+        Some(LimitHit::Memory { limit, requested }) => {
+            return LimitExceeded::Memory { limit, requested }.into();
+        }
+        Some(LimitHit::Table { limit, requested }) => {
+            return LimitExceeded::Table { limit, requested }.into();
+        }
+        None => {}
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::OutOfFuel) => return LimitExceeded::Fuel { limit: limits.fuel }.into(),
+        Some(Trap::Interrupt) => {
+            return LimitExceeded::Timeout {
+                limit: limits.timeout,
+            }
+            .into();
+        }
+        Some(Trap::StackOverflow) => {
+            return LimitExceeded::Stack {
+                limit: engine::MAX_WASM_STACK as u64,
+            }
+            .into();
+        }
+        _ => {}
+    }
+    let mut stderr_tail = String::new();
+    if let Some((stdout, stderr)) = stdio {
+        for (stream, pipe) in [("stdout", stdout), ("stderr", stderr)] {
+            // A full pipe makes the guest's next write fail, which Rust's print turns into a panic.
+            if pipe.contents().len() + 1024 > STDIO_CAPACITY {
+                return LimitExceeded::Stdio {
+                    stream,
+                    limit: STDIO_CAPACITY as u64,
+                }
+                .into();
+            }
+        }
+        let bytes = stderr.contents();
+        let text = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(1024)..]);
+        let text = text.trim();
+        if !text.is_empty() {
+            stderr_tail = format!(" (stderr: {text})");
+        }
+    }
+    let reason = match error.downcast_ref::<Trap>() {
+        Some(trap) => trap.to_string(),
+        None => error.to_string(),
+    };
+    RunError::Trap(format!("{reason}{stderr_tail}"))
+}

@@ -1,0 +1,121 @@
+//! What one store holds: the WASI context built from grants, the resource limiter, and the
+//! host interface (`portcullis:tool/host`) with its bounded log buffer.
+
+use wasmtime::ResourceLimiter;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::portcullis::tool::host;
+
+/// Log lines kept per call; more are counted and dropped.
+pub const MAX_LOG_LINES: usize = 256;
+/// Characters kept per log line.
+pub const MAX_LOG_LINE: usize = 4096;
+
+/// Which resource limit a guest ran into (recorded by the limiter; traps do not say).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LimitHit {
+    Memory { limit: u64, requested: u64 },
+    Table { limit: usize, requested: usize },
+}
+
+/// Enforces per-call memory and table limits and remembers the first one hit.
+pub struct Limiter {
+    pub memory_bytes: u64,
+    pub table_elements: usize,
+    pub hit: Option<LimitHit>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired as u64 > self.memory_bytes {
+            self.hit.get_or_insert(LimitHit::Memory {
+                limit: self.memory_bytes,
+                requested: desired as u64,
+            });
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.table_elements {
+            self.hit.get_or_insert(LimitHit::Table {
+                limit: self.table_elements,
+                requested: desired,
+            });
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+
+    fn tables(&self) -> usize {
+        16
+    }
+
+    fn memories(&self) -> usize {
+        2
+    }
+}
+
+/// One log line from the guest.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct LogLine {
+    pub level: &'static str,
+    pub message: String,
+}
+
+/// The data of one store. Dropped with the store after the call.
+pub struct StoreState {
+    pub wasi: WasiCtx,
+    pub table: ResourceTable,
+    pub limiter: Limiter,
+    pub stdout: MemoryOutputPipe,
+    pub stderr: MemoryOutputPipe,
+    pub logs: Vec<LogLine>,
+    pub logs_dropped: usize,
+}
+
+impl WasiView for StoreState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl host::Host for StoreState {
+    fn log(&mut self, level: host::Level, message: String) {
+        if self.logs.len() >= MAX_LOG_LINES {
+            self.logs_dropped += 1;
+            return;
+        }
+        let level = match level {
+            host::Level::Trace => "trace",
+            host::Level::Debug => "debug",
+            host::Level::Info => "info",
+            host::Level::Warn => "warn",
+            host::Level::Error => "error",
+        };
+        let message: String = message.chars().take(MAX_LOG_LINE).collect();
+        self.logs.push(LogLine { level, message });
+    }
+}
+
+impl super::bindings::portcullis::tool::types::Host for StoreState {}

@@ -1,0 +1,402 @@
+//! # portcullis-sdk — write a tool for the portcullis gateway
+//!
+//! A portcullis tool is a WebAssembly component. The gateway runs every call in a fresh instance
+//! that holds only the capabilities policy granted for that call: a directory preopened at a
+//! guest path, named environment variables, nothing else. Your code uses plain `std` for those
+//! (`std::fs` on the granted path, `std::env::var`) and cannot reach anything that was not granted.
+//!
+//! You implement [`Tool`] for a type: a typed `Input` (`serde::Deserialize` + a derived
+//! `schemars::JsonSchema`, so your crate depends on `serde` and `schemars` too, which the
+//! gateway publishes to clients and validates every call against before your code runs), a name,
+//! a description, [`Annotations`], and `call`. Then [`export_tools!`] exports one or more tools
+//! as the component.
+//!
+//! ```no_run
+//! use portcullis_sdk::{export_tools, Annotations, Error, Output, Tool};
+//! use schemars::JsonSchema;
+//! use serde::Deserialize;
+//!
+//! /// Input of `greet`. Doc comments become descriptions in the JSON Schema.
+//! #[derive(Deserialize, JsonSchema)]
+//! struct GreetInput {
+//!     /// Who to greet.
+//!     name: String,
+//! }
+//!
+//! struct Greet;
+//!
+//! impl Tool for Greet {
+//!     type Input = GreetInput;
+//!     const NAME: &'static str = "greet";
+//!     const DESCRIPTION: &'static str = "Says hello to someone.";
+//!     const ANNOTATIONS: Annotations = Annotations::READ_ONLY;
+//!
+//!     fn call(input: GreetInput) -> Result<Output, Error> {
+//!         if input.name.is_empty() {
+//!             return Err(Error::invalid_input("name must not be empty"));
+//!         }
+//!         Ok(Output::text(format!("Hello, {}!", input.name)))
+//!     }
+//! }
+//!
+//! export_tools!(Greet);
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release` (crate type `cdylib`); the
+//! component is `target/wasm32-wasip2/release/<crate>.wasm`. Put it in the gateway's tool
+//! directory.
+//!
+//! Things to know:
+//! - `stdout`/`stderr` go to small bounded buffers kept with the call, never to the client. Use
+//!   [`log`] for diagnostics and return results through [`Output`].
+//! - Each call starts from a fresh instance: globals and statics never carry over between calls.
+//! - Limits (fuel, memory, wall-clock time, output size) are set by the operator's policy; hitting
+//!   one ends the call with an error that names the limit.
+#![warn(missing_docs)]
+
+use std::fmt::Display;
+
+pub use schemars;
+pub use serde_json::{self, Value, json};
+
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// The raw bindings generated from the `portcullis:tool` WIT package. Tool authors do not need
+/// these; [`Tool`] and [`export_tools!`] wrap them.
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "tool-component",
+        path: "../wit",
+        pub_export_macro: true,
+        export_macro_name: "__export_component",
+        default_bindings_module: "portcullis_sdk::bindings",
+    });
+}
+
+use bindings::portcullis::tool::types as wit;
+
+/// Hints about a tool's behaviour, shown to clients and to the operator's policy (which may, for
+/// example, ask for approval before a destructive tool runs). Declare them truthfully: policy
+/// trusts them because they come from your component, not from the client.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Annotations {
+    /// The tool changes nothing outside the call.
+    pub read_only: bool,
+    /// The tool may destroy or overwrite data.
+    pub destructive: bool,
+    /// Repeating a call with the same input has no further effect.
+    pub idempotent: bool,
+    /// The tool talks to an open world of external systems.
+    pub open_world: bool,
+}
+
+impl Annotations {
+    /// No claims at all: the tool may change things, not idempotent.
+    pub const NONE: Self = Self {
+        read_only: false,
+        destructive: false,
+        idempotent: false,
+        open_world: false,
+    };
+    /// Reads only; repeating it is harmless.
+    pub const READ_ONLY: Self = Self {
+        read_only: true,
+        destructive: false,
+        idempotent: true,
+        open_world: false,
+    };
+    /// Changes or destroys data.
+    pub const DESTRUCTIVE: Self = Self {
+        read_only: false,
+        destructive: true,
+        idempotent: false,
+        open_world: false,
+    };
+
+    /// The same annotations, marked idempotent.
+    pub const fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// The same annotations, marked open-world.
+    pub const fn open_world(mut self) -> Self {
+        self.open_world = true;
+        self
+    }
+}
+
+/// One tool. Implement it for a unit struct and list the struct in [`export_tools!`].
+pub trait Tool {
+    /// The input, deserialised from the call's JSON arguments. Its derived JSON Schema is
+    /// published to clients and enforced by the gateway before `call` runs.
+    type Input: serde::de::DeserializeOwned + JsonSchema;
+
+    /// The tool's name: `[a-zA-Z0-9_-]{1,64}`, unique across the gateway.
+    const NAME: &'static str;
+    /// A short title for people.
+    const TITLE: Option<&'static str> = None;
+    /// What the tool does and when to use it, written for the model.
+    const DESCRIPTION: &'static str;
+    /// Behaviour hints (see [`Annotations`]).
+    const ANNOTATIONS: Annotations = Annotations::NONE;
+
+    /// The JSON Schema of the structured output, if the tool returns one. Use
+    /// [`schema_for`] on a `JsonSchema` type; it must describe an object.
+    fn output_schema() -> Option<schemars::Schema> {
+        None
+    }
+
+    /// Runs the tool.
+    fn call(input: Self::Input) -> Result<Output, Error>;
+}
+
+/// The JSON Schema of `T`, for [`Tool::output_schema`].
+pub fn schema_for<T: JsonSchema>() -> schemars::Schema {
+    schemars::SchemaGenerator::default().into_root_schema_for::<T>()
+}
+
+/// One item of a result's content.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Content {
+    /// Plain text.
+    Text(String),
+    /// A JSON value, shown to clients as JSON text.
+    Json(Value),
+    /// An image with its MIME type.
+    Image {
+        /// The bytes.
+        data: Vec<u8>,
+        /// e.g. `image/png`.
+        mime_type: String,
+    },
+    /// Audio with its MIME type.
+    Audio {
+        /// The bytes.
+        data: Vec<u8>,
+        /// e.g. `audio/wav`.
+        mime_type: String,
+    },
+    /// A text resource returned inline.
+    Resource {
+        /// The resource's URI.
+        uri: String,
+        /// Its MIME type, if known.
+        mime_type: Option<String>,
+        /// Its text.
+        text: String,
+    },
+}
+
+/// What a successful call returns: content for the model, optional structured output, and
+/// whether the tool is reporting a failure the model should read (`is_error`).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Output {
+    /// The content items, in order.
+    pub content: Vec<Content>,
+    /// Structured output, matching [`Tool::output_schema`].
+    pub structured: Option<Value>,
+    /// The tool ran but failed in a way the model can act on (e.g. "no such file").
+    pub is_error: bool,
+}
+
+impl Output {
+    /// A result with one text item.
+    pub fn text(text: impl Into<String>) -> Self {
+        Self {
+            content: vec![Content::Text(text.into())],
+            ..Self::default()
+        }
+    }
+
+    /// A result whose structured output is `value`; the same JSON is also the text content, so
+    /// clients without structured-output support see it too.
+    pub fn structured<T: Serialize>(value: &T) -> Result<Self, Error> {
+        let value = serde_json::to_value(value).map_err(Error::failed)?;
+        Ok(Self {
+            content: vec![Content::Json(value.clone())],
+            structured: Some(value),
+            is_error: false,
+        })
+    }
+
+    /// A failure the model should read and may correct (the call itself completed).
+    pub fn failure(message: impl Into<String>) -> Self {
+        Self {
+            content: vec![Content::Text(message.into())],
+            structured: None,
+            is_error: true,
+        }
+    }
+
+    /// Adds a content item.
+    pub fn with(mut self, item: Content) -> Self {
+        self.content.push(item);
+        self
+    }
+}
+
+/// A call that could not be carried out.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The input does not fit the tool (beyond what its schema already checks).
+    InvalidInput(String),
+    /// Anything else.
+    Failed(String),
+}
+
+impl Error {
+    /// An [`Error::InvalidInput`] with a message for the model.
+    pub fn invalid_input(message: impl Display) -> Self {
+        Self::InvalidInput(message.to_string())
+    }
+
+    /// An [`Error::Failed`] with a message for the model.
+    pub fn failed(message: impl Display) -> Self {
+        Self::Failed(message.to_string())
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(error: std::io::Error) -> Self {
+        Self::Failed(error.to_string())
+    }
+}
+
+impl From<serde_json::Error> for Error {
+    fn from(error: serde_json::Error) -> Self {
+        Self::Failed(error.to_string())
+    }
+}
+
+/// Diagnostics recorded with the call by the gateway (bounded: excess lines are dropped).
+pub mod log {
+    use crate::bindings::portcullis::tool::host::{Level, log};
+
+    /// A debug line.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+    /// An informational line.
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+    /// A warning.
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+    /// An error.
+    pub fn error(message: &str) {
+        log(Level::Error, message);
+    }
+}
+
+/// What [`export_tools!`] expands to call. Not part of the stable API.
+#[doc(hidden)]
+pub mod __private {
+    use super::{Annotations, Content, Error, Output, Tool, wit};
+
+    pub use crate::bindings::exports::portcullis::tool::tool::Guest;
+    pub use wit::{CallResult, ToolError, ToolInfo};
+
+    fn annotations(a: Annotations) -> wit::Annotations {
+        wit::Annotations {
+            read_only: a.read_only,
+            destructive: a.destructive,
+            idempotent: a.idempotent,
+            open_world: a.open_world,
+        }
+    }
+
+    /// The descriptor of tool `T`.
+    pub fn describe<T: Tool>() -> ToolInfo {
+        let input = super::schema_for::<T::Input>();
+        ToolInfo {
+            name: T::NAME.to_string(),
+            title: T::TITLE.map(str::to_string),
+            description: T::DESCRIPTION.to_string(),
+            input_schema: input.as_value().to_string(),
+            output_schema: T::output_schema().map(|s| s.as_value().to_string()),
+            annotations: annotations(T::ANNOTATIONS),
+        }
+    }
+
+    fn content(item: Content) -> wit::Content {
+        match item {
+            Content::Text(text) => wit::Content::Text(text),
+            Content::Json(value) => wit::Content::Json(value.to_string()),
+            Content::Image { data, mime_type } => {
+                wit::Content::Image(wit::Media { data, mime_type })
+            }
+            Content::Audio { data, mime_type } => {
+                wit::Content::Audio(wit::Media { data, mime_type })
+            }
+            Content::Resource {
+                uri,
+                mime_type,
+                text,
+            } => wit::Content::Embedded(wit::EmbeddedResource {
+                uri,
+                mime_type,
+                text: Some(text),
+                blob: None,
+            }),
+        }
+    }
+
+    /// Decodes the input, runs tool `T`, encodes the result.
+    pub fn dispatch<T: Tool>(input: &str) -> Result<CallResult, ToolError> {
+        let input: T::Input = serde_json::from_str(input)
+            .map_err(|e| ToolError::InvalidInput(format!("{}: {e}", T::NAME)))?;
+        match T::call(input) {
+            Ok(Output {
+                content: items,
+                structured,
+                is_error,
+            }) => Ok(CallResult {
+                content: items.into_iter().map(content).collect(),
+                structured: structured.map(|v| v.to_string()),
+                is_error,
+            }),
+            Err(Error::InvalidInput(message)) => Err(ToolError::InvalidInput(message)),
+            Err(Error::Failed(message)) => Err(ToolError::Failed(message)),
+        }
+    }
+}
+
+/// Exports the listed [`Tool`] types as this crate's component.
+///
+/// ```ignore
+/// portcullis_sdk::export_tools!(ReadFile, WriteFile);
+/// ```
+///
+/// Use it once per crate, at the crate root; the crate must be a `cdylib`.
+#[macro_export]
+macro_rules! export_tools {
+    ($($tool:ty),+ $(,)?) => {
+        #[doc(hidden)]
+        pub struct __PortcullisTools;
+
+        impl $crate::__private::Guest for __PortcullisTools {
+            fn describe() -> ::std::vec::Vec<$crate::__private::ToolInfo> {
+                ::std::vec![$($crate::__private::describe::<$tool>()),+]
+            }
+
+            fn call(
+                name: ::std::string::String,
+                input: ::std::string::String,
+            ) -> ::std::result::Result<$crate::__private::CallResult, $crate::__private::ToolError> {
+                $(
+                    if name == <$tool as $crate::Tool>::NAME {
+                        return $crate::__private::dispatch::<$tool>(&input);
+                    }
+                )+
+                ::std::result::Result::Err($crate::__private::ToolError::UnknownTool(name))
+            }
+        }
+
+        $crate::bindings::__export_component!(__PortcullisTools);
+    };
+}
