@@ -226,8 +226,10 @@ impl Runner {
                 limit: limits.timeout,
             }
             .into()),
-            Ok(Err(e)) => Err(classify(e, &store, limits, Some((&stdout, &stderr)))),
-            Ok(Ok(Err(tool_error))) => Err(output::tool_failure(tool_error)),
+            Ok(Err(e)) => Err(stdio_overflow(&stdout, &stderr)
+                .unwrap_or_else(|| classify(e, &store, limits, Some((&stdout, &stderr))))),
+            Ok(Ok(Err(tool_error))) => Err(stdio_overflow(&stdout, &stderr)
+                .unwrap_or_else(|| output::tool_failure(tool_error))),
             Ok(Ok(Ok(result))) => output::convert(result, limits.output_bytes),
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
@@ -350,6 +352,23 @@ fn wasi_context(
     Ok(builder.build())
 }
 
+/// A call that failed with a full stdout or stderr buffer failed because of it: once the buffer
+/// is full the guest's writes fail (Rust's `print!` then panics; `write!` returns an error).
+fn stdio_overflow(stdout: &MemoryOutputPipe, stderr: &MemoryOutputPipe) -> Option<RunError> {
+    // Writes are buffered by the guest, so "full" means: no room left for another buffer.
+    const MARGIN: usize = 8 * 1024;
+    [("stdout", stdout), ("stderr", stderr)]
+        .into_iter()
+        .find(|(_, pipe)| pipe.contents().len() + MARGIN > STDIO_CAPACITY)
+        .map(|(stream, _)| {
+            LimitExceeded::Stdio {
+                stream,
+                limit: STDIO_CAPACITY as u64,
+            }
+            .into()
+        })
+}
+
 /// Turns a trap or host error into the limit it represents, if any.
 fn classify(
     error: wasmtime::Error,
@@ -383,17 +402,7 @@ fn classify(
         _ => {}
     }
     let mut stderr_tail = String::new();
-    if let Some((stdout, stderr)) = stdio {
-        for (stream, pipe) in [("stdout", stdout), ("stderr", stderr)] {
-            // A full pipe makes the guest's next write fail, which Rust's print turns into a panic.
-            if pipe.contents().len() + 1024 > STDIO_CAPACITY {
-                return LimitExceeded::Stdio {
-                    stream,
-                    limit: STDIO_CAPACITY as u64,
-                }
-                .into();
-            }
-        }
+    if let Some((_, stderr)) = stdio {
         let bytes = stderr.contents();
         let text = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(1024)..]);
         let text = text.trim();

@@ -1,0 +1,513 @@
+//! One test per hostile component (`tools/hostile-*`): each attack is attempted for real, the
+//! safe outcome is asserted (the right error naming the limit, nothing leaked or changed), and a
+//! normal call afterwards must still succeed. `every_hostile_component_has_a_test` fails when a
+//! new hostile component arrives without a test here.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::TcpListener;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use portcullis::catalog::Catalog;
+use portcullis::grants::{FsMode, Grants, Limits, MIB};
+use portcullis::runner::{LimitExceeded, RunError, Runner};
+use serde_json::{Value, json};
+
+use crate::support::{call, dir_grant, err, load, ok, short_limits, structured};
+
+/// Loads a hostile component together with the `data` example tool.
+async fn hostile(name: &str) -> (Runner, Catalog) {
+    load(&[name, "data"]).await
+}
+
+/// A normal call on the same runner still works after the attack.
+async fn still_serving(runner: &Runner, catalog: &Catalog) {
+    let report = call(
+        runner,
+        catalog,
+        "hash",
+        json!({"text": "abc"}),
+        &Grants::default(),
+        &Limits::default(),
+    )
+    .await;
+    assert_eq!(
+        structured(&report)["hex"],
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+fn limit(error: &RunError) -> &LimitExceeded {
+    match error {
+        RunError::Limit(limit) => limit,
+        other => panic!("expected a limit error, got: {other}"),
+    }
+}
+
+#[tokio::test]
+async fn infinite_loop_runs_out_of_fuel() {
+    let (runner, catalog) = hostile("hostile-loop").await;
+    let limits = Limits {
+        fuel: 50_000_000,
+        ..short_limits()
+    };
+    let report = call(
+        &runner,
+        &catalog,
+        "spin",
+        json!({}),
+        &Grants::default(),
+        &limits,
+    )
+    .await;
+    let error = err(&report);
+    assert_eq!(limit(error), &LimitExceeded::Fuel { limit: 50_000_000 });
+    assert!(error.to_string().contains("fuel limit reached"), "{error}");
+    assert!(error.to_string().contains("50000000"), "{error}");
+    assert_eq!(report.fuel_used, 50_000_000);
+    still_serving(&runner, &catalog).await;
+}
+
+#[tokio::test]
+async fn infinite_loop_is_interrupted_at_the_deadline() {
+    let (runner, catalog) = hostile("hostile-loop").await;
+    let limits = Limits {
+        fuel: u64::MAX / 2,
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let started = Instant::now();
+    let report = call(
+        &runner,
+        &catalog,
+        "spin",
+        json!({}),
+        &Grants::default(),
+        &limits,
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let error = err(&report);
+    assert!(
+        matches!(limit(error), LimitExceeded::Timeout { limit } if *limit == Duration::from_millis(300)),
+        "{error}"
+    );
+    assert!(error.to_string().contains("300 ms"), "{error}");
+    // Deadline plus an epoch tick, with generous slack for a loaded machine.
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    still_serving(&runner, &catalog).await;
+}
+
+#[tokio::test]
+async fn memory_bomb_hits_the_memory_limit() {
+    let (runner, catalog) = hostile("hostile-memory").await;
+    let limits = Limits {
+        memory_bytes: 32 * MIB,
+        ..short_limits()
+    };
+    let report = call(
+        &runner,
+        &catalog,
+        "grab_memory",
+        json!({}),
+        &Grants::default(),
+        &limits,
+    )
+    .await;
+    let error = err(&report);
+    assert!(
+        matches!(limit(error), LimitExceeded::Memory { limit, requested } if *limit == 32 * MIB && *requested > 32 * MIB),
+        "{error}"
+    );
+    assert!(error.to_string().contains("the limit is 32 MiB"), "{error}");
+    still_serving(&runner, &catalog).await;
+}
+
+#[tokio::test]
+async fn unbounded_recursion_traps_on_the_stack_limit() {
+    let (runner, catalog) = hostile("hostile-recursion").await;
+    let report = call(
+        &runner,
+        &catalog,
+        "recurse",
+        json!({}),
+        &Grants::default(),
+        &short_limits(),
+    )
+    .await;
+    let error = err(&report);
+    assert!(
+        matches!(limit(error), LimitExceeded::Stack { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("stack limit reached"), "{error}");
+    still_serving(&runner, &catalog).await;
+}
+
+#[tokio::test]
+async fn stdout_flood_is_capped() {
+    let (runner, catalog) = hostile("hostile-stdout").await;
+    let report = call(
+        &runner,
+        &catalog,
+        "flood_stdout",
+        json!({}),
+        &Grants::default(),
+        &short_limits(),
+    )
+    .await;
+    let error = err(&report);
+    assert!(
+        matches!(limit(error), LimitExceeded::Stdio { stream: "stdout", limit } if *limit == 64 * 1024),
+        "{error}"
+    );
+    assert!(report.stdout.len() <= 64 * 1024);
+    assert!(report.stdout.starts_with(b"{\"jsonrpc\""));
+    assert_eq!(report.stderr, b"stderr noise\n");
+    still_serving(&runner, &catalog).await;
+}
+
+#[tokio::test]
+async fn huge_return_value_hits_the_output_limit() {
+    let (runner, catalog) = hostile("hostile-big-return").await;
+    let limits = Limits {
+        output_bytes: MIB,
+        ..short_limits()
+    };
+    let big = call(
+        &runner,
+        &catalog,
+        "big_return",
+        json!({"bytes": 8 * MIB}),
+        &Grants::default(),
+        &limits,
+    )
+    .await;
+    let error = err(&big);
+    assert_eq!(
+        limit(error),
+        &LimitExceeded::Output {
+            limit: MIB,
+            actual: 8 * MIB
+        }
+    );
+    assert!(
+        error
+            .to_string()
+            .contains("returned 8 MiB; the limit is 1 MiB"),
+        "{error}"
+    );
+    // The same tool under the cap works.
+    let small = call(
+        &runner,
+        &catalog,
+        "big_return",
+        json!({"bytes": 1000}),
+        &Grants::default(),
+        &limits,
+    )
+    .await;
+    assert!(!ok(&small).is_error);
+    still_serving(&runner, &catalog).await;
+}
+
+/// A granted directory next to a secret, with symlinks that point out in every way.
+struct EscapeFixture {
+    _tmp: tempfile::TempDir,
+    granted: std::path::PathBuf,
+}
+
+const CANARY: &str = "CANARY-7f3a91-outside-the-grant";
+
+fn escape_fixture() -> EscapeFixture {
+    use std::os::unix::fs::symlink;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path();
+    let granted = base.join("proj");
+    let evil = base.join("proj-evil");
+    fs::create_dir_all(granted.join("sub")).unwrap();
+    fs::create_dir_all(&evil).unwrap();
+    fs::write(base.join("secret.txt"), CANARY).unwrap();
+    fs::write(evil.join("secret.txt"), CANARY).unwrap();
+    fs::write(granted.join("inside.txt"), "inside").unwrap();
+    symlink(base.join("secret.txt"), granted.join("abs")).unwrap();
+    symlink("../secret.txt", granted.join("rel")).unwrap();
+    symlink("sub/../../secret.txt", granted.join("rel-through-sub")).unwrap();
+    symlink("chain2", granted.join("chain1")).unwrap();
+    symlink("../secret.txt", granted.join("chain2")).unwrap();
+    symlink("loop2", granted.join("loop1")).unwrap();
+    symlink("loop1", granted.join("loop2")).unwrap();
+    symlink("..", granted.join("up")).unwrap();
+    symlink("/", granted.join("root")).unwrap();
+    symlink("../proj-evil", granted.join("sibling")).unwrap();
+    EscapeFixture { _tmp: tmp, granted }
+}
+
+#[tokio::test]
+async fn filesystem_escapes_are_contained() {
+    let fixture = escape_fixture();
+    let (runner, catalog) = hostile("hostile-fs-escape").await;
+    let grants = dir_grant(&fixture.granted, "/workspace", FsMode::Rw);
+    let attempts = [
+        "/workspace/../secret.txt",
+        "/workspace/sub/../../secret.txt",
+        "/workspace/abs",
+        "/workspace/rel",
+        "/workspace/rel-through-sub",
+        "/workspace/chain1",
+        "/workspace/loop1",
+        "/workspace/up/secret.txt",
+        "/workspace/root/etc/passwd",
+        "/workspace/sibling/secret.txt",
+        "/workspace-evil/secret.txt",
+        "/proj-evil/secret.txt",
+        "/etc/passwd",
+        "/",
+        "..",
+        "../secret.txt",
+        "secret.txt",
+        "/workspace/%2e%2e/secret.txt",
+    ];
+    let mut paths: Vec<&str> = attempts.to_vec();
+    paths.push("/workspace/inside.txt");
+    let report = call(
+        &runner,
+        &catalog,
+        "escape",
+        json!({ "paths": paths }),
+        &grants,
+        &short_limits(),
+    )
+    .await;
+    let out = structured(&report);
+    let results = out["attempts"].as_array().expect("attempts");
+    assert_eq!(results.len(), paths.len());
+    for result in results {
+        let path = result["path"].as_str().unwrap();
+        let detail = result["detail"].as_str().unwrap();
+        assert!(
+            !detail.contains(CANARY),
+            "{path} leaked the secret: {result}"
+        );
+        if path == "/workspace/inside.txt" {
+            assert_eq!(result["outcome"], "read", "control read failed: {result}");
+            assert_eq!(detail, "inside");
+        } else {
+            assert_eq!(result["outcome"], "denied", "{path} escaped: {result}");
+        }
+    }
+    still_serving(&runner, &catalog).await;
+}
+
+/// Every file and directory under `dir` with its content and modification time.
+fn snapshot(dir: &Path) -> BTreeMap<String, (String, Option<std::time::SystemTime>)> {
+    let mut out = BTreeMap::new();
+    for entry in walk(dir) {
+        let meta = fs::symlink_metadata(&entry).unwrap();
+        let content = if meta.is_file() {
+            fs::read_to_string(&entry).unwrap()
+        } else if meta.is_symlink() {
+            format!("-> {}", fs::read_link(&entry).unwrap().display())
+        } else {
+            "<dir>".into()
+        };
+        let key = entry.strip_prefix(dir).unwrap().display().to_string();
+        out.insert(key, (content, meta.modified().ok()));
+    }
+    out
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if fs::symlink_metadata(&path).unwrap().is_dir() {
+            out.extend(walk(&path));
+        }
+        out.push(path);
+    }
+    out
+}
+
+fn write_fixture() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    fs::write(tmp.path().join("keep.txt"), "original").unwrap();
+    fs::create_dir(tmp.path().join("subdir")).unwrap();
+    tmp
+}
+
+async fn mutate(runner: &Runner, catalog: &Catalog, dir: &Path, mode: FsMode) -> Vec<Value> {
+    let report = call(
+        runner,
+        catalog,
+        "mutate",
+        json!({"dir": "/data", "file": "keep.txt", "subdir": "subdir"}),
+        &dir_grant(dir, "/data", mode),
+        &short_limits(),
+    )
+    .await;
+    structured(&report)["attempts"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn read_only_grant_cannot_change_anything() {
+    let (runner, catalog) = hostile("hostile-fs-write").await;
+
+    let ro = write_fixture();
+    let before = snapshot(ro.path());
+    let attempts = mutate(&runner, &catalog, ro.path(), FsMode::Ro).await;
+    assert!(attempts.len() >= 12);
+    for attempt in &attempts {
+        assert_eq!(
+            attempt["succeeded"], false,
+            "read-only grant allowed: {attempt}"
+        );
+    }
+    assert_eq!(
+        snapshot(ro.path()),
+        before,
+        "the read-only directory changed"
+    );
+
+    // The same attempts through a read-write grant do change things: the attacks are real.
+    let rw = write_fixture();
+    let attempts = mutate(&runner, &catalog, rw.path(), FsMode::Rw).await;
+    let succeeded: Vec<&str> = attempts
+        .iter()
+        .filter(|a| a["succeeded"] == true)
+        .map(|a| a["op"].as_str().unwrap())
+        .collect();
+    for op in ["create", "overwrite", "truncate", "create_dir", "symlink"] {
+        assert!(
+            succeeded.contains(&op),
+            "{op} failed under rw: {attempts:?}"
+        );
+    }
+    assert!(rw.path().join("new.txt").exists());
+    still_serving(&runner, &catalog).await;
+}
+
+#[tokio::test]
+async fn nothing_ambient_is_inherited() {
+    let (runner, catalog) = hostile("hostile-env").await;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let input = json!({ "connect": addr });
+
+    // No grants: nothing at all.
+    let report = call(
+        &runner,
+        &catalog,
+        "probe_ambient",
+        input.clone(),
+        &Grants::default(),
+        &short_limits(),
+    )
+    .await;
+    let seen = structured(&report);
+    assert_eq!(seen["env"], json!([]), "inherited env: {seen}");
+    assert_eq!(seen["args"], json!([]), "inherited args: {seen}");
+    assert_eq!(seen["stdin"], "", "stdin had data: {seen}");
+    assert!(
+        seen["root"].as_str().unwrap().starts_with("Err"),
+        "saw /: {seen}"
+    );
+    assert!(
+        seen["dot"].as_str().unwrap().starts_with("Err"),
+        "saw .: {seen}"
+    );
+    assert!(
+        seen["tcp"].as_str().unwrap().starts_with("Err"),
+        "network: {seen}"
+    );
+    assert!(
+        seen["dns"].as_str().unwrap().starts_with("Err"),
+        "dns: {seen}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the guest reached a host socket"
+    );
+
+    // Granted env: exactly that, nothing of the gateway's own environment.
+    let mut grants = Grants::default();
+    grants.env.insert("REGION".into(), "eu-west-1".into());
+    let report = call(
+        &runner,
+        &catalog,
+        "probe_ambient",
+        input,
+        &grants,
+        &short_limits(),
+    )
+    .await;
+    assert_eq!(structured(&report)["env"], json!([["REGION", "eu-west-1"]]));
+    still_serving(&runner, &catalog).await;
+}
+
+#[tokio::test]
+async fn guest_blocked_in_a_host_call_hits_the_wall_clock() {
+    let (runner, catalog) = hostile("hostile-sleep").await;
+    let limits = Limits {
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let started = Instant::now();
+    let report = call(
+        &runner,
+        &catalog,
+        "sleep_forever",
+        json!({}),
+        &Grants::default(),
+        &limits,
+    )
+    .await;
+    let elapsed = started.elapsed();
+    let error = err(&report);
+    assert!(
+        matches!(limit(error), LimitExceeded::Timeout { .. }),
+        "{error}"
+    );
+    assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    still_serving(&runner, &catalog).await;
+}
+
+#[tokio::test]
+async fn state_does_not_carry_between_calls() {
+    let (runner, catalog) = hostile("hostile-state").await;
+    for secret in ["first", "second", "third"] {
+        let report = call(
+            &runner,
+            &catalog,
+            "carry_state",
+            json!({ "secret": secret }),
+            &Grants::default(),
+            &short_limits(),
+        )
+        .await;
+        assert_eq!(
+            structured(&report),
+            &json!({"calls": 1, "previous": null}),
+            "state leaked from an earlier call"
+        );
+    }
+    still_serving(&runner, &catalog).await;
+}
+
+#[test]
+fn every_hostile_component_has_a_test() {
+    let source = include_str!("hostile.rs");
+    let mut missing = Vec::new();
+    for entry in fs::read_dir(crate::support::root().join("tools")).unwrap() {
+        let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+        if name.starts_with("hostile-") && !source.contains(&format!("hostile(\"{name}\")")) {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "hostile components without a test: {missing:?}"
+    );
+}

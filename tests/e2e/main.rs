@@ -1,0 +1,10 @@
+//! End-to-end tests: the runner and catalog with real components, and (in later modules) the
+//! real `portcullis` binary driven by real MCP clients.
+//!
+//! Components are built by `scripts/build-tools` into `.portcullis/tools` (examples) and
+//! `.portcullis/hostile` (one hostile component per threat).
+
+mod catalog;
+mod examples;
+mod hostile;
+mod support;

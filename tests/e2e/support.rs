@@ -1,0 +1,122 @@
+//! Shared helpers: finding components, loading a catalog, running a call.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use portcullis::catalog::Catalog;
+use portcullis::grants::{FsGrant, FsMode, Grants, Limits};
+use portcullis::runner::{CallOutput, EngineSettings, RunError, RunReport, Runner};
+use serde_json::Value;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("host/ has a parent")
+        .to_path_buf()
+}
+
+/// Where `scripts/build-tools` put a component (`workspace`, `hostile-loop`, …).
+pub fn component(name: &str) -> PathBuf {
+    let dir = if name.starts_with("hostile-") {
+        "hostile"
+    } else {
+        "tools"
+    };
+    let path = root()
+        .join(".portcullis")
+        .join(dir)
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/build-tools (the test command does)",
+        path.display()
+    );
+    path
+}
+
+/// A compile cache shared by the tests (compiling each component once per test run).
+pub fn cache_dir() -> PathBuf {
+    root().join(".portcullis").join("test-cache")
+}
+
+/// A runner with a small pool, and a catalog of the named components.
+pub async fn load(names: &[&str]) -> (Runner, Catalog) {
+    let runner = Runner::new(EngineSettings {
+        max_concurrent: 4,
+        max_memory_bytes: 256 * 1024 * 1024,
+    })
+    .expect("runner");
+    let mut catalog = Catalog::default();
+    for name in names {
+        catalog
+            .add_file(&runner, &component(name), Some(&cache_dir()))
+            .await
+            .unwrap_or_else(|e| panic!("loading {name}: {e:#}"));
+    }
+    (runner, catalog)
+}
+
+/// Calls `tool` with `input` under `grants` and `limits`.
+pub async fn call(
+    runner: &Runner,
+    catalog: &Catalog,
+    tool: &str,
+    input: Value,
+    grants: &Grants,
+    limits: &Limits,
+) -> RunReport {
+    let entry = catalog
+        .get(tool)
+        .unwrap_or_else(|| panic!("no tool {tool}"));
+    runner
+        .call(
+            &entry.component.prepared,
+            tool,
+            &input.to_string(),
+            grants,
+            limits,
+        )
+        .await
+}
+
+/// The successful output of a report, or a panic that shows the error.
+pub fn ok(report: &RunReport) -> &CallOutput {
+    match &report.outcome {
+        Ok(out) => out,
+        Err(e) => panic!("call failed: {e}"),
+    }
+}
+
+/// The error of a report, or a panic that shows the output.
+pub fn err(report: &RunReport) -> &RunError {
+    match &report.outcome {
+        Ok(out) => panic!("call succeeded but should not have: {out:?}"),
+        Err(e) => e,
+    }
+}
+
+/// The structured output of a successful call.
+pub fn structured(report: &RunReport) -> &Value {
+    ok(report).structured.as_ref().expect("structured output")
+}
+
+/// Limits with a short timeout, for hostile components.
+pub fn short_limits() -> Limits {
+    Limits {
+        timeout: Duration::from_secs(2),
+        ..Limits::default()
+    }
+}
+
+/// A grant of `host` at `guest`.
+pub fn dir_grant(host: &Path, guest: &str, mode: FsMode) -> Grants {
+    Grants {
+        fs: vec![FsGrant {
+            host: host.canonicalize().expect("canonical path"),
+            guest: guest.into(),
+            mode,
+        }],
+        ..Grants::default()
+    }
+}
