@@ -6,5 +6,6 @@
 pub mod catalog;
 pub mod cli;
 pub mod grants;
+pub mod policy;
 pub mod runner;
 pub mod telemetry;

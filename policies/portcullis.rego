@@ -1,0 +1,122 @@
+# The default portcullis policy. Read it as a set of examples of the patterns an operator needs;
+# copy it into your own policy directory and change it. The input and decision formats are in
+# policies/README.md.
+#
+# Patterns shown here:
+#   1. tool allow-lists per principal and per role (data.access.roles / .principals)
+#   2. environment-dependent rules (stricter in "prod")
+#   3. field-level constraints on arguments (workspace path prefixes, a value set, a size cap)
+#   4. annotation-aware rules (destructive tools need more than read-only ones)
+#   5. grants and limits per tool
+package portcullis
+
+import rego.v1
+
+# Deny unless a rule below decides otherwise.
+default decision := {"allow": false, "reasons": ["no policy rule allows this request"]}
+
+# --- tools/list: show a tool only to principals who may use it -------------------------------
+
+decision := {"allow": true} if {
+	input.action == "list"
+	tool_permitted
+}
+
+# --- tools/call ------------------------------------------------------------------------------
+
+decision := {"allow": false, "reasons": sort([r | some r in deny])} if {
+	input.action == "call"
+	count(deny) > 0
+}
+
+decision := {
+	"allow": true,
+	"grants": grants,
+	"limits": limits,
+	"redact": redact,
+} if {
+	input.action == "call"
+	count(deny) == 0
+}
+
+# 1. Allow-lists: a principal may use a tool listed for one of its roles or for itself.
+permitted_tools contains tool if {
+	some role in input.principal.roles
+	some tool in data.access.roles[role].tools
+}
+
+permitted_tools contains tool if {
+	some tool in data.access.principals[input.principal.id].tools
+}
+
+tool_permitted if "*" in permitted_tools
+
+tool_permitted if input.tool.name in permitted_tools
+
+deny contains msg if {
+	not tool_permitted
+	msg := sprintf("principal %q may not use tool %q", [input.principal.id, input.tool.name])
+}
+
+# 2 + 4. Destructive tools: never for anonymous callers, and only for admins in prod.
+deny contains msg if {
+	input.tool.annotations.destructive
+	input.principal.authenticated_by == "anonymous"
+	msg := sprintf("tool %q changes data; anonymous callers may only use read-only tools", [input.tool.name])
+}
+
+deny contains msg if {
+	input.tool.annotations.destructive
+	input.environment == "prod"
+	not "admin" in input.principal.roles
+	msg := sprintf("tool %q changes data; in prod only the admin role may call it", [input.tool.name])
+}
+
+# 3. Field constraints on the workspace tools.
+workspace_tool if input.tool.component == "workspace"
+
+deny contains msg if {
+	workspace_tool
+	path := object.get(input.args, "path", ".")
+	some prefix in data.access.workspace.protected_prefixes
+	startswith(trim_prefix(path, "./"), prefix)
+	msg := sprintf("path %q is under the protected prefix %q", [path, prefix])
+}
+
+deny contains msg if {
+	input.tool.name == "write_file"
+	count(input.args.content) > data.access.workspace.max_write_bytes
+	msg := sprintf("write_file content is %d bytes; the limit is %d", [count(input.args.content), data.access.workspace.max_write_bytes])
+}
+
+# In prod, write_file may only create new files (no overwrite, no append).
+deny contains msg if {
+	input.tool.name == "write_file"
+	input.environment == "prod"
+	mode := object.get(input.args, "mode", "create_new")
+	not mode in {"create_new"}
+	msg := sprintf("write_file mode %q is not allowed in prod; use create_new", [mode])
+}
+
+# --- 5. Grants and limits per tool -----------------------------------------------------------
+
+# The workspace tools see the gateway's workspace directory at /workspace: read-only for
+# read-only tools, read-write otherwise. Other tools get no capabilities at all.
+grants := {"fs": [{
+	"host": data.gateway.workspace,
+	"guest": "/workspace",
+	"mode": workspace_mode,
+}]} if {
+	workspace_tool
+} else := {}
+
+workspace_mode := "ro" if input.tool.annotations.read_only else := "rw"
+
+# Defaults, overridden per tool, then tightened per environment.
+limits := object.union(
+	object.union(data.access.limits.default, object.get(data.access.limits.tools, input.tool.name, {})),
+	object.get(data.access.limits.environments, input.environment, {}),
+)
+
+# Content written by write_file never appears in logs or the audit trail.
+redact := ["args.content"] if input.tool.name == "write_file" else := []
