@@ -1,14 +1,20 @@
-//! The command line: `tools`, `run`.
+//! The command line: `serve`, `call`, `tools`, `run`, `policy test|eval`, `token`.
 
-use std::path::PathBuf;
+use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
 
 use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::gate::{GateError, GateSettings, Gateway, RawArgs, Transport};
 use crate::grants::{FsGrant, FsMode, Grants, Limits, parse_bytes, parse_duration};
+use crate::mcp;
+use crate::policy::{Policy, source_for};
 use crate::runner::{EngineSettings, Runner};
 
 /// portcullis — a governed MCP gateway; every tool call runs in a fresh, capability-scoped
@@ -16,33 +22,75 @@ use crate::runner::{EngineSettings, Runner};
 #[derive(Parser, Debug)]
 #[command(name = "portcullis", version)]
 pub struct Cli {
-    #[command(flatten)]
-    pub paths: Paths,
+    /// Configuration file. Default: ./portcullis.toml if it exists, else built-in defaults.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Directory of tool components, overriding the configuration's `tools_dir`.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub tools: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
 
-/// Where components and compiled artifacts live.
-#[derive(Args, Debug, Clone)]
-pub struct Paths {
-    /// Directory of tool components (`*.wasm`).
-    #[arg(long, global = true, default_value = ".portcullis/tools")]
-    pub tools: PathBuf,
-    /// Directory for compiled components (must be writable by the gateway alone).
-    #[arg(long, global = true, default_value = ".portcullis/cache")]
-    pub cache: PathBuf,
-}
-
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Serve MCP to agents: over stdio (for clients that start the gateway) or HTTP.
+    Serve {
+        /// Speak MCP on stdin/stdout.
+        #[arg(long, conflicts_with = "http")]
+        stdio: bool,
+        /// Listen for streamable HTTP at ADDR (default: the configuration's http.listen).
+        #[arg(long, value_name = "ADDR")]
+        http: Option<Option<String>>,
+    },
+    /// Run one call through the whole pipeline (validate, decide, run) and print the decision
+    /// and the result.
+    Call {
+        /// The tool's name.
+        tool: String,
+        /// The arguments, as a JSON object (`-` reads them from stdin).
+        #[arg(default_value = "{}")]
+        args: String,
+        /// The principal to call as.
+        #[arg(long = "as", value_name = "PRINCIPAL")]
+        principal: Option<String>,
+    },
     /// List loaded components and their tools, with digests and annotations.
     Tools {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
-    /// Run one tool call in a fresh instance with exactly the given grants (no policy).
+    /// Run one tool call with exactly the given grants, bypassing policy (for tool authors).
     Run(RunArgs),
+    /// Work with policies.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+    /// Make a new bearer token and print the configuration line that accepts it.
+    Token {
+        /// The principal the token is for.
+        #[arg(long, default_value = "local")]
+        principal: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Run the Rego unit tests (rules named `test_*`).
+    Test {
+        /// Policy directory (default: the configuration's policy_dir, or the built-in policies).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Evaluate the decision for an input document and print it with its reasons.
+    Eval {
+        /// The input document (JSON); `-` reads stdin.
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Policy directory (default: the configuration's policy_dir, or the built-in policies).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -76,12 +124,12 @@ pub struct RunArgs {
 pub fn parse_grant_dir(spec: &str) -> Result<FsGrant> {
     let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
     let [mode, guest, host] = parts.as_slice() else {
-        anyhow::bail!("--grant-dir `{spec}`: expected HOST:GUEST:ro or HOST:GUEST:rw");
+        bail!("--grant-dir `{spec}`: expected HOST:GUEST:ro or HOST:GUEST:rw");
     };
     let mode = match *mode {
         "ro" => FsMode::Ro,
         "rw" => FsMode::Rw,
-        other => anyhow::bail!("--grant-dir `{spec}`: mode must be `ro` or `rw`, not `{other}`"),
+        other => bail!("--grant-dir `{spec}`: mode must be `ro` or `rw`, not `{other}`"),
     };
     let host = std::fs::canonicalize(host)
         .with_context(|| format!("--grant-dir `{spec}`: host directory `{host}`"))?;
@@ -98,38 +146,326 @@ fn limits_from(args: &RunArgs) -> Result<Limits> {
         limits.fuel = fuel;
     }
     if let Some(m) = &args.memory {
-        limits.memory_bytes = parse_bytes(m).map_err(|e| anyhow::anyhow!("--memory {e}"))?;
+        limits.memory_bytes = parse_bytes(m).map_err(|e| anyhow!("--memory {e}"))?;
     }
     if let Some(t) = &args.timeout {
-        limits.timeout = parse_duration(t).map_err(|e| anyhow::anyhow!("--timeout {e}"))?;
+        limits.timeout = parse_duration(t).map_err(|e| anyhow!("--timeout {e}"))?;
     }
     if let Some(o) = &args.output {
-        limits.output_bytes = parse_bytes(o).map_err(|e| anyhow::anyhow!("--output {e}"))?;
+        limits.output_bytes = parse_bytes(o).map_err(|e| anyhow!("--output {e}"))?;
     }
     Ok(limits)
 }
 
-async fn load(paths: &Paths) -> Result<(Runner, Catalog)> {
-    let runner = Runner::new(EngineSettings::default())?;
-    let catalog = Catalog::load(&runner, &paths.tools, Some(&paths.cache)).await?;
-    Ok((runner, catalog))
+fn load_config(cli: &Cli) -> Result<Config> {
+    let default = Path::new("portcullis.toml");
+    let path = cli
+        .config
+        .clone()
+        .or_else(|| default.exists().then(|| default.to_path_buf()));
+    let mut config = Config::load(path.as_deref())?;
+    if let Some(tools) = &cli.tools {
+        config.tools_dir = std::path::absolute(tools).context("--tools")?;
+    }
+    Ok(config)
+}
+
+fn runner_for(config: &Config) -> Result<Runner> {
+    Runner::new(EngineSettings {
+        max_concurrent: config.max_concurrent,
+        max_memory_bytes: config.ceilings.memory_bytes,
+    })
+}
+
+fn policy_for(config: &Config, dir: Option<&Path>) -> Result<Policy> {
+    let dir = dir
+        .map(Path::to_path_buf)
+        .or_else(|| config.policy_dir.clone());
+    Policy::load(
+        source_for(dir.as_deref()),
+        json!({
+            "workspace": config.workspace.display().to_string(),
+            "environment": config.environment,
+        }),
+    )
+}
+
+/// Loads components and policies and joins them into a gateway.
+pub async fn build_gateway(config: &Config) -> Result<Gateway> {
+    std::fs::create_dir_all(&config.workspace)
+        .with_context(|| format!("creating the workspace {}", config.workspace.display()))?;
+    let runner = runner_for(config)?;
+    let catalog = Catalog::load(&runner, &config.tools_dir, Some(&config.cache_dir)).await?;
+    let policy = policy_for(config, None)?;
+    Ok(Gateway::new(
+        catalog,
+        policy,
+        runner,
+        GateSettings {
+            environment: config.environment.clone(),
+            default_limits: config.default_limits,
+            ceilings: config.ceilings,
+            args: config.args,
+        },
+    ))
+}
+
+/// 32 random bytes from the OS, hex-encoded.
+fn random_token() -> Result<String> {
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("reading /dev/urandom")?;
+    Ok(format!("pc_{}", hex::encode(bytes)))
+}
+
+/// `serve --stdio` speaks MCP on stdin/stdout; otherwise (the default) streamable HTTP.
+async fn serve(config: &Config, stdio: bool, http: Option<Option<String>>) -> Result<ExitCode> {
+    let gateway = Arc::new(build_gateway(config).await?);
+    let tools: Vec<_> = gateway
+        .catalog
+        .tools()
+        .map(|t| t.descriptor.name.clone())
+        .collect();
+    tracing::info!(
+        tools = tools.len(),
+        policy = %gateway.policy.source(),
+        environment = %config.environment,
+        "loaded"
+    );
+    if stdio {
+        let principal = config
+            .principal(&config.stdio_principal, "stdio")
+            .with_context(|| format!("stdio.principal `{}`", config.stdio_principal))?;
+        mcp::stdio::serve(
+            gateway,
+            principal,
+            mcp::precheck::MessageCaps::for_args(config.args),
+        )
+        .await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut config = config.clone();
+    if let Some(Some(addr)) = http {
+        config.http.listen = addr.parse().map_err(|e| anyhow!("--http `{addr}`: {e}"))?;
+    }
+    // With no configuration file and no tokens, make a one-time token for the local principal
+    // so that a first run works without editing anything.
+    let mut dev_token = None;
+    if config.file.is_none()
+        && config
+            .principals
+            .values()
+            .all(|p| p.token_hashes.is_empty())
+    {
+        let token = random_token()?;
+        if let Some(local) = config.principals.get_mut(&config.stdio_principal) {
+            local.token_hashes.push(mcp::http::token_hash(&token));
+            dev_token = Some(token);
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.http.listen))?;
+    let addr = listener.local_addr()?;
+    eprintln!(
+        "portcullis: {} tools, policy: {}",
+        tools.len(),
+        gateway.policy.source()
+    );
+    eprintln!("portcullis: MCP over streamable HTTP at http://{addr}/mcp");
+    if let Some(token) = &dev_token {
+        eprintln!(
+            "portcullis: one-time token for principal `{}` (valid until this process exits):",
+            config.stdio_principal
+        );
+        eprintln!("  Authorization: Bearer {token}");
+    }
+    eprintln!("portcullis: stdio clients run `portcullis serve --stdio` instead; see the README");
+    mcp::http::serve(gateway, &config, listener).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn call(
+    config: &Config,
+    tool: &str,
+    args: &str,
+    principal: Option<&str>,
+) -> Result<ExitCode> {
+    let name = principal.unwrap_or(&config.stdio_principal);
+    let principal = config
+        .principal(name, "cli")
+        .with_context(|| format!("--as `{name}`: no such principal in the configuration"))?;
+    let text = if args == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        text
+    } else {
+        args.to_string()
+    };
+    let gateway = build_gateway(config).await?;
+    let plan = gateway.plan(&principal, tool, RawArgs::Text(&text), Transport::Cli);
+    let decision = match &plan {
+        Ok(plan) => json!({
+            "allow": plan.decision.allow,
+            "reasons": plan.decision.reasons,
+            "grants": plan.decision.grants,
+            "limits": plan.decision.limits,
+            "plan_hash": plan.plan_hash,
+        }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    let result = gateway
+        .call(&principal, tool, RawArgs::Text(&text), Transport::Cli)
+        .await;
+    let ok = matches!(&result, Ok(o) if o.report.outcome.as_ref().is_ok_and(|out| !out.is_error));
+    let outcome = match &result {
+        Ok(o) => json!({
+            "result": o.report.outcome.as_ref().ok(),
+            "fuel_used": o.report.fuel_used,
+            "elapsed_ms": o.report.elapsed.as_secs_f64() * 1000.0,
+        }),
+        Err(GateError::Run { report, .. }) => json!({
+            "error": result.as_ref().err().map(|e| e.to_string()),
+            "fuel_used": report.fuel_used,
+        }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(
+            &json!({ "principal": principal.id, "tool": tool, "decision": decision, "outcome": outcome })
+        )?
+    );
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn policy_command(config: &Config, command: &PolicyCommand) -> Result<ExitCode> {
+    match command {
+        PolicyCommand::Test { dir } => {
+            let policy = policy_for(config, dir.as_deref())?;
+            let report = policy.run_tests()?;
+            for outcome in &report.outcomes {
+                match &outcome.detail {
+                    None => println!("PASS {}: {}", outcome.file, outcome.name),
+                    Some(detail) => println!("FAIL {}: {}: {detail}", outcome.file, outcome.name),
+                }
+            }
+            println!("{} passed, {} failed", report.passed(), report.failed());
+            Ok(if report.failed() == 0 && report.passed() > 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        PolicyCommand::Eval { input, dir } => {
+            let policy = policy_for(config, dir.as_deref())?;
+            let text = if input.as_os_str() == "-" {
+                let mut text = String::new();
+                std::io::stdin().read_to_string(&mut text)?;
+                text
+            } else {
+                std::fs::read_to_string(input)
+                    .with_context(|| format!("reading {}", input.display()))?
+            };
+            serde_json::from_str::<serde_json::Value>(&text).context("the input is not JSON")?;
+            match policy.evaluate_json(&text) {
+                Ok(decision) => {
+                    println!("{}", serde_json::to_string_pretty(&decision)?);
+                    Ok(if decision.allow {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    })
+                }
+                Err(e) => {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(
+                            &json!({"allow": false, "error": format!("{e:#}")})
+                        )?
+                    );
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    }
+}
+
+async fn run_one(config: &Config, args: &RunArgs) -> Result<ExitCode> {
+    let runner = runner_for(config)?;
+    let catalog = Catalog::load(&runner, &config.tools_dir, Some(&config.cache_dir)).await?;
+    let tool = catalog
+        .get(&args.tool)
+        .with_context(|| format!("no tool named `{}` (see `portcullis tools`)", args.tool))?;
+    let input: serde_json::Value =
+        serde_json::from_str(&args.input).context("the input is not JSON")?;
+    let mut grants = Grants::default();
+    for spec in &args.grant_dirs {
+        grants.fs.push(parse_grant_dir(spec)?);
+    }
+    for kv in &args.env {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--env `{kv}`: expected KEY=VALUE"))?;
+        grants.env.insert(k.to_string(), v.to_string());
+    }
+    let limits = limits_from(args)?;
+    let report = runner
+        .call(
+            &tool.component.prepared,
+            &tool.descriptor.name,
+            &input.to_string(),
+            &grants,
+            &limits,
+        )
+        .await;
+    let ok = matches!(&report.outcome, Ok(out) if !out.is_error);
+    let outcome = match &report.outcome {
+        Ok(out) => json!({ "result": out }),
+        Err(e) => json!({ "error": e.to_string() }),
+    };
+    let printed = json!({
+        "tool": tool.descriptor.name,
+        "component": tool.component.name,
+        "component_digest": tool.component.digest,
+        "outcome": outcome,
+        "fuel_used": report.fuel_used,
+        "elapsed_ms": report.elapsed.as_secs_f64() * 1000.0,
+        "stdout": String::from_utf8_lossy(&report.stdout),
+        "stderr": String::from_utf8_lossy(&report.stderr),
+        "logs": report.logs,
+    });
+    println!("{}", serde_json::to_string_pretty(&printed)?);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// Runs a parsed command line; the exit code says whether the command succeeded.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
+    let config = load_config(&cli)?;
+    match &cli.command {
+        Command::Serve { stdio, http } => serve(&config, *stdio, http.clone()).await,
+        Command::Call {
+            tool,
+            args,
+            principal,
+        } => call(&config, tool, args, principal.as_deref()).await,
         Command::Tools { json } => {
-            let (_runner, catalog) = load(&cli.paths).await?;
-            if json {
+            let runner = runner_for(&config)?;
+            let catalog =
+                Catalog::load(&runner, &config.tools_dir, Some(&config.cache_dir)).await?;
+            if *json {
                 let tools: Vec<_> = catalog
                     .tools()
-                    .map(|t| {
-                        json!({
-                            "component": t.component.name,
-                            "component_digest": t.component.digest,
-                            "descriptor": t.descriptor,
-                        })
-                    })
+                    .map(|t| json!({ "component": t.component.name, "component_digest": t.component.digest, "descriptor": t.descriptor }))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&tools)?);
             } else {
@@ -137,55 +473,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => {
-            let (runner, catalog) = load(&cli.paths).await?;
-            let tool = catalog.get(&args.tool).with_context(|| {
-                format!("no tool named `{}` (see `portcullis tools`)", args.tool)
-            })?;
-            let input: serde_json::Value =
-                serde_json::from_str(&args.input).context("the input is not JSON")?;
-            let mut grants = Grants::default();
-            for spec in &args.grant_dirs {
-                grants.fs.push(parse_grant_dir(spec)?);
-            }
-            for kv in &args.env {
-                let (k, v) = kv
-                    .split_once('=')
-                    .with_context(|| format!("--env `{kv}`: expected KEY=VALUE"))?;
-                grants.env.insert(k.to_string(), v.to_string());
-            }
-            let limits = limits_from(&args)?;
-            let report = runner
-                .call(
-                    &tool.component.prepared,
-                    &tool.descriptor.name,
-                    &input.to_string(),
-                    &grants,
-                    &limits,
-                )
-                .await;
-            let ok = matches!(&report.outcome, Ok(out) if !out.is_error);
-            let outcome = match &report.outcome {
-                Ok(out) => json!({ "result": out }),
-                Err(e) => json!({ "error": e.to_string() }),
-            };
-            let printed = json!({
-                "tool": tool.descriptor.name,
-                "component": tool.component.name,
-                "component_digest": tool.component.digest,
-                "outcome": outcome,
-                "fuel_used": report.fuel_used,
-                "elapsed_ms": report.elapsed.as_secs_f64() * 1000.0,
-                "stdout": String::from_utf8_lossy(&report.stdout),
-                "stderr": String::from_utf8_lossy(&report.stderr),
-                "logs": report.logs,
-            });
-            println!("{}", serde_json::to_string_pretty(&printed)?);
-            Ok(if ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
+        Command::Run(args) => run_one(&config, args).await,
+        Command::Policy(command) => policy_command(&config, command),
+        Command::Token { principal } => {
+            let token = random_token()?;
+            println!("token: {token}");
+            println!("Add its hash to the configuration; the token itself is not stored:");
+            println!();
+            println!("[principals.{principal}]");
+            println!("tokens = [\"{}\"]", mcp::http::token_hash(&token));
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

@@ -5,7 +5,10 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod config;
+pub mod gate;
 pub mod grants;
+pub mod mcp;
 pub mod policy;
 pub mod runner;
 pub mod telemetry;

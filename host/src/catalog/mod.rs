@@ -36,6 +36,8 @@ pub struct LoadedComponent {
 pub struct ToolEntry {
     pub descriptor: Descriptor,
     pub component: Arc<LoadedComponent>,
+    /// The input schema, compiled once.
+    pub validator: jsonschema::Validator,
 }
 
 /// Everything loaded from the tool directory.
@@ -99,6 +101,8 @@ impl Catalog {
         let mut new_tools = Vec::new();
         for info in infos {
             let descriptor = descriptor::check(info).map_err(anyhow::Error::msg)?;
+            let validator = jsonschema::validator_for(&descriptor.input_schema)
+                .map_err(|e| anyhow::anyhow!("tool `{}`: input schema: {e}", descriptor.name))?;
             if let Some(existing) = self.tools.get(&descriptor.name) {
                 bail!(
                     "tool name `{}` is offered by both `{}` ({}) and `{}` ({}); tool names must be unique",
@@ -122,6 +126,7 @@ impl Catalog {
             new_tools.push(ToolEntry {
                 descriptor,
                 component: loaded.clone(),
+                validator,
             });
         }
         for tool in new_tools {

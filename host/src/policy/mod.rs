@@ -219,9 +219,14 @@ impl Policy {
 
     /// The decision for `input`, or why there is none.
     pub fn evaluate(&self, input: &PolicyInput<'_>) -> Result<Decision> {
-        let prepared = self.prepared()?;
         let input_json = serde_json::to_string(input).context("serialising the input")?;
-        let result = catch_unwind(AssertUnwindSafe(|| run_vm(&prepared, &input_json)))
+        self.evaluate_json(&input_json)
+    }
+
+    /// The decision for an input document given as JSON (e.g. `portcullis policy eval`).
+    pub fn evaluate_json(&self, input_json: &str) -> Result<Decision> {
+        let prepared = self.prepared()?;
+        let result = catch_unwind(AssertUnwindSafe(|| run_vm(&prepared, input_json)))
             .map_err(|_| anyhow!("the policy engine panicked"))??;
         parse_decision(&result)
     }

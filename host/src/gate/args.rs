@@ -1,0 +1,233 @@
+//! Arguments: byte and depth caps, one parse, one canonical form, the plan hash.
+//!
+//! Parse once, canonicalise once: the value policy sees and the bytes the tool receives come
+//! from the same parse, so there is no parser differential between decision and execution.
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+
+/// Why arguments were refused before any policy or instance.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ArgsError {
+    #[error("the arguments are {actual} bytes; the limit is {limit}")]
+    TooLarge { limit: usize, actual: usize },
+    #[error("the arguments are nested deeper than {limit} levels")]
+    TooDeep { limit: usize },
+    #[error("the arguments are not valid JSON: {0}")]
+    NotJson(String),
+    #[error("the arguments must be a JSON object, not {0}")]
+    NotAnObject(&'static str),
+}
+
+/// Caps applied to every call's arguments.
+#[derive(Clone, Copy, Debug)]
+pub struct ArgsCaps {
+    pub max_bytes: usize,
+    pub max_depth: usize,
+}
+
+/// Parsed, checked arguments with their canonical JSON.
+#[derive(Clone, Debug)]
+pub struct Arguments {
+    pub value: Value,
+    pub canonical: String,
+}
+
+/// Nesting depth of `value` (a scalar is 0), stopping early past `limit`.
+fn depth_exceeds(value: &Value, limit: usize) -> bool {
+    fn walk(value: &Value, remaining: usize) -> bool {
+        let children: Box<dyn Iterator<Item = &Value>> = match value {
+            Value::Array(items) => Box::new(items.iter()),
+            Value::Object(map) => Box::new(map.values()),
+            _ => return false,
+        };
+        if remaining == 0 {
+            return true;
+        }
+        for child in children {
+            if walk(child, remaining - 1) {
+                return true;
+            }
+        }
+        false
+    }
+    walk(value, limit)
+}
+
+/// Nesting depth of raw JSON text, counted without parsing (brackets outside strings).
+fn raw_depth_exceeds(text: &str, limit: usize) -> bool {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for byte in text.bytes() {
+        if in_string {
+            match (escaped, byte) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'{' | b'[' => {
+                depth += 1;
+                if depth > limit {
+                    return true;
+                }
+            }
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn finish(value: Value, caps: ArgsCaps) -> Result<Arguments, ArgsError> {
+    if !value.is_object() {
+        return Err(ArgsError::NotAnObject(kind(&value)));
+    }
+    // Depth 1 is the arguments object itself.
+    if depth_exceeds(&value, caps.max_depth) {
+        return Err(ArgsError::TooDeep {
+            limit: caps.max_depth,
+        });
+    }
+    let canonical = serde_json_canonicalizer::to_string(&value)
+        .map_err(|e| ArgsError::NotJson(e.to_string()))?;
+    if canonical.len() > caps.max_bytes {
+        return Err(ArgsError::TooLarge {
+            limit: caps.max_bytes,
+            actual: canonical.len(),
+        });
+    }
+    Ok(Arguments { value, canonical })
+}
+
+/// From raw JSON text (CLI, tests): the byte and depth caps apply before parsing.
+pub fn from_text(text: &str, caps: ArgsCaps) -> Result<Arguments, ArgsError> {
+    if text.len() > caps.max_bytes {
+        return Err(ArgsError::TooLarge {
+            limit: caps.max_bytes,
+            actual: text.len(),
+        });
+    }
+    if raw_depth_exceeds(text, caps.max_depth) {
+        return Err(ArgsError::TooDeep {
+            limit: caps.max_depth,
+        });
+    }
+    let value: Value = serde_json::from_str(text).map_err(|e| ArgsError::NotJson(e.to_string()))?;
+    finish(value, caps)
+}
+
+/// From the object an MCP transport already parsed (its own byte caps applied first).
+pub fn from_object(
+    object: Option<Map<String, Value>>,
+    caps: ArgsCaps,
+) -> Result<Arguments, ArgsError> {
+    finish(Value::Object(object.unwrap_or_default()), caps)
+}
+
+/// `sha256:` over the canonical JSON of everything that defines what will run.
+pub fn plan_hash(
+    tool: &str,
+    component_digest: &str,
+    args: &Value,
+    principal: &str,
+    environment: &str,
+) -> String {
+    let plan = serde_json::json!({
+        "tool": tool,
+        "component_digest": component_digest,
+        "args": args,
+        "principal": principal,
+        "environment": environment,
+    });
+    let canonical = serde_json_canonicalizer::to_string(&plan).unwrap_or_default();
+    format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const CAPS: ArgsCaps = ArgsCaps {
+        max_bytes: 1024,
+        max_depth: 8,
+    };
+
+    #[test]
+    fn canonical_form_is_stable() {
+        let a = from_text(
+            r#"{"b": 1, "a": [1.0, "x"], "c": {"z": null, "y": true}}"#,
+            CAPS,
+        )
+        .unwrap();
+        let b = from_text(r#"{"c":{"y":true,"z":null},"a":[1,"x"],"b":1}"#, CAPS).unwrap();
+        assert_eq!(
+            a.canonical,
+            r#"{"a":[1,"x"],"b":1,"c":{"y":true,"z":null}}"#
+        );
+        assert_eq!(a.canonical, b.canonical);
+        let h = |v: &Arguments| plan_hash("t", "sha256:c", &v.value, "alice", "dev");
+        assert_eq!(h(&a), h(&b));
+        assert_ne!(h(&a), plan_hash("t", "sha256:c", &a.value, "bob", "dev"));
+        assert_ne!(
+            h(&a),
+            plan_hash("t", "sha256:other", &a.value, "alice", "dev")
+        );
+        assert_ne!(h(&a), plan_hash("t", "sha256:c", &a.value, "alice", "prod"));
+    }
+
+    #[test]
+    fn caps_apply_before_parsing() {
+        let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+        assert_eq!(
+            from_text(&deep, CAPS).unwrap_err(),
+            ArgsError::TooDeep { limit: 8 }
+        );
+        let big = format!(r#"{{"s": "{}"}}"#, "x".repeat(2000));
+        assert!(matches!(
+            from_text(&big, CAPS),
+            Err(ArgsError::TooLarge { limit: 1024, .. })
+        ));
+        // Brackets inside strings do not count.
+        assert!(from_text(&format!(r#"{{"s": "{}"}}"#, "[".repeat(100)), CAPS).is_ok());
+        assert_eq!(
+            from_text("[1]", CAPS).unwrap_err(),
+            ArgsError::NotAnObject("an array")
+        );
+        assert!(matches!(from_text("{", CAPS), Err(ArgsError::NotJson(_))));
+    }
+
+    #[test]
+    fn parsed_objects_get_the_same_checks() {
+        let mut deep = json!(1);
+        for _ in 0..20 {
+            deep = json!({ "a": deep });
+        }
+        let Value::Object(map) = deep else {
+            unreachable!()
+        };
+        assert_eq!(
+            from_object(Some(map), CAPS).unwrap_err(),
+            ArgsError::TooDeep { limit: 8 }
+        );
+        assert_eq!(from_object(None, CAPS).unwrap().canonical, "{}");
+    }
+}

@@ -1,0 +1,217 @@
+//! The MCP side: one rmcp `ServerHandler` served over stdio and streamable HTTP, and the one
+//! mapping from gateway outcomes to MCP answers.
+//!
+//! Following the MCP error split: denials, schema violations and limit hits are tool results
+//! with `isError: true` that the model can read and act on; an unknown tool (including one the
+//! principal may not see) is a JSON-RPC "invalid params" error, like any unroutable request.
+
+pub mod http;
+pub mod precheck;
+pub mod stdio;
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
+    Implementation, InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams,
+    ResourceContents, ServerCapabilities, Tool, ToolAnnotations,
+};
+use rmcp::service::RequestContext;
+use rmcp::{RoleServer, ServerHandler};
+use serde_json::{Map, Value, json};
+
+use crate::catalog::ToolEntry;
+use crate::gate::{CallOutcome, GateError, Gateway, RawArgs, Transport};
+use crate::policy::Principal;
+use crate::runner::{ContentItem, RunReport};
+
+/// Instructions shown to clients at initialisation.
+const INSTRUCTIONS: &str = "portcullis runs each tool in a fresh sandbox with only the \
+capabilities policy grants for that call. A result with isError explains a denial or a \
+limit; read the reason and adjust the request.";
+
+/// The MCP handler. Cheap to clone: one per connection (stdio) or request (HTTP).
+#[derive(Clone)]
+pub struct Handler {
+    gateway: Arc<Gateway>,
+    /// Set for stdio; for HTTP the principal comes with each request.
+    principal: Option<Arc<Principal>>,
+    transport: Transport,
+}
+
+impl Handler {
+    pub fn new(
+        gateway: Arc<Gateway>,
+        principal: Option<Arc<Principal>>,
+        transport: Transport,
+    ) -> Self {
+        Self {
+            gateway,
+            principal,
+            transport,
+        }
+    }
+
+    fn principal(&self, context: &RequestContext<RoleServer>) -> Result<Arc<Principal>, ErrorData> {
+        if let Some(principal) = &self.principal {
+            return Ok(principal.clone());
+        }
+        context
+            .extensions
+            .get::<::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Arc<Principal>>())
+            .cloned()
+            .ok_or_else(|| {
+                ErrorData::internal_error("request has no authenticated principal", None)
+            })
+    }
+}
+
+/// A catalog entry as an MCP tool.
+pub fn mcp_tool(entry: &ToolEntry) -> Tool {
+    let d = &entry.descriptor;
+    let object = |value: &Value| match value {
+        Value::Object(map) => map.clone(),
+        _ => Map::new(),
+    };
+    let annotations = ToolAnnotations::new()
+        .read_only(d.annotations.read_only)
+        .destructive(d.annotations.destructive)
+        .idempotent(d.annotations.idempotent)
+        .open_world(d.annotations.open_world);
+    let mut tool = Tool::new(
+        d.name.clone(),
+        d.description.clone(),
+        Arc::new(object(&d.input_schema)),
+    )
+    .with_annotations(annotations)
+    .with_meta(MetaObject(Map::from_iter([
+        ("portcullis/component".into(), json!(entry.component.name)),
+        ("portcullis/digest".into(), json!(entry.component.digest)),
+    ])));
+    if let Some(title) = &d.title {
+        tool = tool.with_title(title.clone());
+    }
+    if let Some(schema) = &d.output_schema {
+        tool = tool.with_raw_output_schema(Arc::new(object(schema)));
+    }
+    tool
+}
+
+fn content(item: &ContentItem) -> ContentBlock {
+    let b64 = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
+    match item {
+        ContentItem::Text { text } => ContentBlock::text(text.clone()),
+        ContentItem::Image { data, mime_type } => ContentBlock::image(b64(data), mime_type.clone()),
+        ContentItem::Audio { data, mime_type } => ContentBlock::audio(b64(data), mime_type.clone()),
+        ContentItem::Resource {
+            uri,
+            mime_type,
+            text,
+            blob,
+        } => {
+            let contents = match (text, blob) {
+                (Some(text), _) => ResourceContents::text(text.clone(), uri.clone()),
+                (None, Some(blob)) => ResourceContents::blob(b64(blob), uri.clone()),
+                (None, None) => ResourceContents::text(String::new(), uri.clone()),
+            };
+            let contents = match mime_type {
+                Some(mime) => contents.with_mime_type(mime.clone()),
+                None => contents,
+            };
+            ContentBlock::resource(contents)
+        }
+    }
+}
+
+fn meta(plan_hash: Option<&str>, report: Option<&RunReport>) -> Option<MetaObject> {
+    let mut map = Map::new();
+    if let Some(hash) = plan_hash {
+        map.insert("portcullis/plan_hash".into(), json!(hash));
+    }
+    if let Some(report) = report {
+        map.insert("portcullis/fuel_used".into(), json!(report.fuel_used));
+        map.insert(
+            "portcullis/elapsed_us".into(),
+            json!(report.elapsed.as_micros() as u64),
+        );
+    }
+    (!map.is_empty()).then_some(MetaObject(map))
+}
+
+/// The one mapping from a gateway outcome to an MCP answer.
+pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, ErrorData> {
+    match result {
+        Ok(outcome) => {
+            let output = outcome.report.outcome.as_ref().map_err(|e| {
+                ErrorData::internal_error(format!("inconsistent outcome: {e}"), None)
+            })?;
+            let mut result = CallToolResult::success(output.content.iter().map(content).collect());
+            result.structured_content = output.structured.clone();
+            result.is_error = Some(output.is_error);
+            Ok(result.with_meta(meta(Some(&outcome.plan_hash), Some(&outcome.report))))
+        }
+        Err(GateError::UnknownTool(name)) => Err(ErrorData::invalid_params(
+            format!("unknown tool `{name}`"),
+            None,
+        )),
+        Err(error @ (GateError::Arguments(_) | GateError::Schema(_))) => Ok(CallToolResult::error(
+            vec![ContentBlock::text(error.to_string())],
+        )),
+        Err(ref error @ GateError::Denied { ref plan_hash, .. }) => Ok(CallToolResult::error(
+            vec![ContentBlock::text(error.to_string())],
+        )
+        .with_meta(meta(Some(plan_hash), None))),
+        Err(
+            ref error @ GateError::Run {
+                ref plan_hash,
+                ref report,
+            },
+        ) => Ok(
+            CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+                .with_meta(meta(Some(plan_hash), Some(report))),
+        ),
+    }
+}
+
+impl ServerHandler for Handler {
+    fn get_info(&self) -> InitializeResult {
+        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let principal = self.principal(&context)?;
+        let tools = self
+            .gateway
+            .visible_tools(&principal, self.transport)
+            .iter()
+            .map(|entry| mcp_tool(entry))
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let principal = self.principal(&context)?;
+        let result = self
+            .gateway
+            .call(
+                &principal,
+                &request.name,
+                RawArgs::Object(request.arguments),
+                self.transport,
+            )
+            .await;
+        to_mcp(result).map(CallToolResponse::from)
+    }
+}
