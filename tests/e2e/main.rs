@@ -6,5 +6,7 @@
 
 mod catalog;
 mod examples;
+mod gateway;
 mod hostile;
+mod mcp;
 mod support;

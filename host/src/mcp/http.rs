@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited, combinators::BoxBody};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use sha2::{Digest, Sha256};
@@ -132,22 +132,26 @@ impl FrontDoor {
         };
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(principal);
-        let limit = self.caps.max_bytes;
-        let bytes = match Limited::new(body, limit + 1).collect().await {
-            Ok(collected) => collected.to_bytes(),
-            Err(_) => {
+        let (bytes, complete) = match read_capped(body, self.caps.max_bytes).await {
+            Ok(read) => read,
+            Err(e) => {
                 return plain(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    &format!("the request body is larger than {limit} bytes"),
+                    StatusCode::BAD_REQUEST,
+                    &format!("reading the request body: {e}"),
                 );
             }
         };
-        match precheck::check(&bytes, self.caps) {
+        let verdict = if complete {
+            precheck::check(&bytes, self.caps)
+        } else {
+            precheck::oversized(&bytes, self.caps)
+        };
+        match verdict {
             Verdict::Pass => {}
             Verdict::Refuse(Some(reply)) => return json_reply(reply),
             Verdict::Refuse(None) => {
                 return plain(
-                    StatusCode::BAD_REQUEST,
+                    StatusCode::PAYLOAD_TOO_LARGE,
                     "the request is over the size or depth cap",
                 );
             }
@@ -156,6 +160,22 @@ impl FrontDoor {
             .handle(Request::from_parts(parts, Full::new(bytes)))
             .await
     }
+}
+
+/// Reads at most `limit` bytes of `body`; `false` when there was more (the rest is not read).
+async fn read_capped(mut body: Incoming, limit: usize) -> Result<(Bytes, bool), hyper::Error> {
+    let mut buffer = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            if buffer.len() + data.len() > limit {
+                let room = limit - buffer.len();
+                buffer.extend_from_slice(&data[..room]);
+                return Ok((buffer.freeze(), false));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok((buffer.freeze(), true))
 }
 
 /// Serves MCP over HTTP on `listener` until the process ends.
@@ -212,6 +232,7 @@ pub async fn serve(gateway: Arc<Gateway>, config: &Config, listener: TcpListener
                 async move { Ok::<_, Infallible>(door.handle(request).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
                 .header_read_timeout(std::time::Duration::from_secs(10))
                 .serve_connection(TokioIo::new(stream), service)
                 .await

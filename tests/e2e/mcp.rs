@@ -1,0 +1,340 @@
+//! The gateway as agents see it: the real binary over stdio and streamable HTTP, driven by the
+//! rmcp client.
+
+use serde_json::{Value, json};
+
+use crate::gateway::{
+    ALICE, BOB, Options, ROOT, call, http_client, http_server, plan_hash, raw_status, setup,
+    stdio_client, text, tool_names,
+};
+
+const READ_TOOLS: [&str; 5] = ["hash", "json_query", "list_dir", "read_file", "search_text"];
+
+#[tokio::test]
+async fn tools_list_is_filtered_per_principal() {
+    let s = setup(Options::default());
+    let server = http_server(&s).await;
+    let alice = http_client(&server, ALICE).await;
+    assert_eq!(tool_names(&alice).await, READ_TOOLS);
+    let bob = http_client(&server, BOB).await;
+    let mut writer_tools = READ_TOOLS.to_vec();
+    writer_tools.push("write_file");
+    writer_tools.sort();
+    assert_eq!(tool_names(&bob).await, writer_tools);
+
+    // Schemas and annotations come from the component.
+    let tools = bob.list_all_tools().await.unwrap();
+    let write = tools.iter().find(|t| t.name == "write_file").unwrap();
+    let annotations = write.annotations.as_ref().unwrap();
+    assert_eq!(annotations.destructive_hint, Some(true));
+    assert_eq!(write.input_schema["type"], "object");
+    assert!(write.input_schema["properties"]["content"].is_object());
+    let list = tools.iter().find(|t| t.name == "list_dir").unwrap();
+    assert!(list.output_schema.is_some());
+
+    // Over stdio the configured principal (bob) sees the same.
+    let stdio = stdio_client(&s).await;
+    assert_eq!(tool_names(&stdio).await, writer_tools);
+}
+
+#[tokio::test]
+async fn an_allowed_call_runs_with_its_grant() {
+    let s = setup(Options::default());
+    let client = stdio_client(&s).await;
+    let wrote = call(
+        &client,
+        "write_file",
+        json!({"path": "hello.txt", "content": "hi there\n"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(wrote.is_error, Some(false), "{}", text(&wrote));
+    assert_eq!(
+        std::fs::read_to_string(s.workspace.join("hello.txt")).unwrap(),
+        "hi there\n"
+    );
+    assert!(plan_hash(&wrote).unwrap().starts_with("sha256:"));
+
+    let listing = call(&client, "list_dir", json!({})).await.unwrap();
+    assert_eq!(
+        listing.structured_content,
+        Some(
+            json!({"entries": [{"path": "hello.txt", "kind": "file", "size": 9}], "truncated": false})
+        )
+    );
+    let read = call(&client, "read_file", json!({"path": "hello.txt"}))
+        .await
+        .unwrap();
+    assert_eq!(text(&read), "hi there\n");
+}
+
+#[tokio::test]
+async fn a_denied_call_explains_itself() {
+    let s = setup(Options::default());
+    std::fs::create_dir(s.workspace.join(".git")).unwrap();
+    std::fs::write(s.workspace.join(".git/config"), "secret").unwrap();
+    let server = http_server(&s).await;
+    let alice = http_client(&server, ALICE).await;
+
+    // A field-level constraint.
+    let denied = call(&alice, "read_file", json!({"path": ".git/config"}))
+        .await
+        .unwrap();
+    assert_eq!(denied.is_error, Some(true));
+    assert_eq!(
+        text(&denied),
+        "denied by policy: path \".git/config\" is under the protected prefix \".git/\""
+    );
+    assert!(plan_hash(&denied).is_some());
+
+    // A tool alice may not list answers like a tool that does not exist.
+    let hidden = call(&alice, "write_file", json!({"path": "x", "content": "y"}))
+        .await
+        .unwrap_err();
+    let missing = call(&alice, "no_such_tool", json!({})).await.unwrap_err();
+    assert!(
+        hidden.to_string().contains("unknown tool `write_file`"),
+        "{hidden}"
+    );
+    assert!(
+        missing.to_string().contains("unknown tool `no_such_tool`"),
+        "{missing}"
+    );
+    assert!(!s.workspace.join("x").exists());
+}
+
+#[tokio::test]
+async fn schema_violations_are_tool_errors_before_anything_runs() {
+    let s = setup(Options::default());
+    let client = stdio_client(&s).await;
+    let bad = call(&client, "hash", json!({"text": 5, "algorithm": "md5"}))
+        .await
+        .unwrap();
+    assert_eq!(bad.is_error, Some(true));
+    let message = text(&bad);
+    assert!(
+        message.starts_with("the arguments do not match the tool's input schema"),
+        "{message}"
+    );
+    assert!(message.contains("/text"), "{message}");
+    assert!(message.contains("/algorithm"), "{message}");
+    // No plan, no decision, no instance.
+    assert!(plan_hash(&bad).is_none());
+    let unknown = call(
+        &client,
+        "write_file",
+        json!({"path": "a", "content": "b", "extra": 1}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(unknown.is_error, Some(true));
+    assert!(!s.workspace.join("a").exists());
+}
+
+#[tokio::test]
+async fn prod_rules_are_stricter() {
+    let s = setup(Options {
+        environment: "prod",
+        ..Options::default()
+    });
+    let client = stdio_client(&s).await;
+    let denied = call(
+        &client,
+        "write_file",
+        json!({"path": "a.txt", "content": "x"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        text(&denied),
+        "denied by policy: tool \"write_file\" changes data; in prod only the admin role may call it"
+    );
+}
+
+#[tokio::test]
+async fn stdio_and_http_give_the_same_decision() {
+    let s = setup(Options::default());
+    std::fs::write(s.workspace.join("f.txt"), "same").unwrap();
+    let stdio = stdio_client(&s).await;
+    let server = http_server(&s).await;
+    let http = http_client(&server, BOB).await;
+    for (tool, args) in [
+        ("read_file", json!({"path": "f.txt"})),
+        ("read_file", json!({"path": ".env"})),
+        ("hash", json!({"text": "same"})),
+        (
+            "write_file",
+            json!({"path": "f.txt", "content": "x", "mode": "overwrite"}),
+        ),
+    ] {
+        let a = call(&stdio, tool, args.clone()).await.unwrap();
+        let b = call(&http, tool, args.clone()).await.unwrap();
+        assert_eq!(a.is_error, b.is_error, "{tool} {args}");
+        assert_eq!(text(&a), text(&b), "{tool} {args}");
+        assert_eq!(a.structured_content, b.structured_content, "{tool} {args}");
+        assert_eq!(plan_hash(&a), plan_hash(&b), "{tool} {args}");
+    }
+}
+
+#[tokio::test]
+async fn http_front_door_rejects_bad_tokens_and_forged_headers() {
+    let s = setup(Options::default());
+    let server = http_server(&s).await;
+    let host = server
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_string();
+    let init = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+    let bearer = format!("Bearer {ALICE}");
+    assert_eq!(
+        raw_status(&server, &[("host", &host)], init).await,
+        401,
+        "no token"
+    );
+    assert_eq!(
+        raw_status(
+            &server,
+            &[("host", &host), ("authorization", "Bearer wrong")],
+            init
+        )
+        .await,
+        401,
+        "wrong token"
+    );
+    assert_eq!(
+        raw_status(
+            &server,
+            &[("host", &host), ("authorization", "Basic YWxpY2U6eA==")],
+            init
+        )
+        .await,
+        401,
+        "wrong scheme"
+    );
+    assert_eq!(
+        raw_status(
+            &server,
+            &[("host", "evil.example"), ("authorization", &bearer)],
+            init
+        )
+        .await,
+        403,
+        "forged Host"
+    );
+    assert_eq!(
+        raw_status(
+            &server,
+            &[
+                ("host", &host),
+                ("origin", "http://evil.example"),
+                ("authorization", &bearer)
+            ],
+            init
+        )
+        .await,
+        403,
+        "forged Origin"
+    );
+    assert_eq!(
+        raw_status(
+            &server,
+            &[("host", &host), ("authorization", &bearer)],
+            init
+        )
+        .await,
+        200,
+        "the same request with a good token and headers"
+    );
+    // The server is still serving after all that.
+    let alice = http_client(&server, ALICE).await;
+    assert_eq!(tool_names(&alice).await, READ_TOOLS);
+}
+
+const BROKEN_POLICY: &str = r#"package portcullis
+import rego.v1
+# Lists everything; every call decision is a runtime error.
+decision := {"allow": true} if input.action == "list"
+decision := {"allow": to_number(input.tool.name) > 0} if input.action == "call"
+"#;
+
+#[tokio::test]
+async fn a_policy_error_fails_closed_and_the_gateway_keeps_serving() {
+    let s = setup(Options {
+        policy: Some(BROKEN_POLICY),
+        ..Options::default()
+    });
+    let client = stdio_client(&s).await;
+    for _ in 0..2 {
+        let result = call(&client, "hash", json!({"text": "x"})).await.unwrap();
+        assert_eq!(result.is_error, Some(true));
+        assert!(
+            text(&result).starts_with("denied by policy: the policy could not decide"),
+            "{}",
+            text(&result)
+        );
+    }
+    assert_eq!(tool_names(&client).await.len(), 6);
+}
+
+fn nested(depth: usize) -> Value {
+    let mut value = json!("bottom");
+    for _ in 0..depth {
+        value = json!([value]);
+    }
+    value
+}
+
+#[tokio::test]
+async fn deep_or_oversized_arguments_get_a_clean_error() {
+    let s = setup(Options::default());
+    let stdio = stdio_client(&s).await;
+    let server = http_server(&s).await;
+    let http = http_client(&server, BOB).await;
+    for client in [&stdio, &http] {
+        // Deeper than the argument cap, and deeper than serde_json's own recursion limit.
+        for depth in [80, 1000] {
+            let result = call(
+                client,
+                "json_query",
+                json!({"document": nested(depth), "path": "$"}),
+            )
+            .await
+            .unwrap();
+            assert_eq!(result.is_error, Some(true));
+            assert!(
+                text(&result).contains("nested deeper than"),
+                "{}",
+                text(&result)
+            );
+        }
+        let big = "x".repeat(2 * 1024 * 1024);
+        let result = call(client, "hash", json!({"text": big})).await.unwrap();
+        assert_eq!(result.is_error, Some(true));
+        assert!(text(&result).contains("larger than"), "{}", text(&result));
+        // Still serving.
+        let ok = call(client, "hash", json!({"text": "abc"})).await.unwrap();
+        assert_eq!(ok.is_error, Some(false));
+    }
+}
+
+#[tokio::test]
+async fn a_guest_flooding_stdout_cannot_touch_the_stdio_protocol() {
+    let s = setup(Options {
+        components: &["hostile-stdout", "data"],
+        stdio_principal: "root",
+        ..Options::default()
+    });
+    let client = stdio_client(&s).await;
+    let flood = call(&client, "flood_stdout", json!({})).await.unwrap();
+    assert_eq!(flood.is_error, Some(true));
+    assert!(
+        text(&flood).contains("stdout limit reached"),
+        "{}",
+        text(&flood)
+    );
+    // The protocol stream is intact: the next call works.
+    let ok = call(&client, "hash", json!({"text": "abc"})).await.unwrap();
+    assert_eq!(ok.is_error, Some(false));
+    let _ = ROOT;
+}
