@@ -120,6 +120,12 @@ pub struct RunArgs {
     pub output: Option<String>,
 }
 
+/// Writes a line to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn out(line: impl std::fmt::Display) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
+}
+
 /// Parses `HOST:GUEST:MODE`.
 pub fn parse_grant_dir(spec: &str) -> Result<FsGrant> {
     let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
@@ -331,12 +337,9 @@ async fn call(
         }),
         Err(e) => json!({ "error": e.to_string() }),
     };
-    println!(
-        "{}",
-        serde_json::to_string_pretty(
-            &json!({ "principal": principal.id, "tool": tool, "decision": decision, "outcome": outcome })
-        )?
-    );
+    out(serde_json::to_string_pretty(
+        &json!({ "principal": principal.id, "tool": tool, "decision": decision, "outcome": outcome }),
+    )?);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -351,11 +354,17 @@ fn policy_command(config: &Config, command: &PolicyCommand) -> Result<ExitCode> 
             let report = policy.run_tests()?;
             for outcome in &report.outcomes {
                 match &outcome.detail {
-                    None => println!("PASS {}: {}", outcome.file, outcome.name),
-                    Some(detail) => println!("FAIL {}: {}: {detail}", outcome.file, outcome.name),
+                    None => out(format!("PASS {}: {}", outcome.file, outcome.name)),
+                    Some(detail) => {
+                        out(format!("FAIL {}: {}: {detail}", outcome.file, outcome.name))
+                    }
                 }
             }
-            println!("{} passed, {} failed", report.passed(), report.failed());
+            out(format!(
+                "{} passed, {} failed",
+                report.passed(),
+                report.failed()
+            ));
             Ok(if report.failed() == 0 && report.passed() > 0 {
                 ExitCode::SUCCESS
             } else {
@@ -375,7 +384,7 @@ fn policy_command(config: &Config, command: &PolicyCommand) -> Result<ExitCode> 
             serde_json::from_str::<serde_json::Value>(&text).context("the input is not JSON")?;
             match policy.evaluate_json(&text) {
                 Ok(decision) => {
-                    println!("{}", serde_json::to_string_pretty(&decision)?);
+                    out(serde_json::to_string_pretty(&decision)?);
                     Ok(if decision.allow {
                         ExitCode::SUCCESS
                     } else {
@@ -383,12 +392,8 @@ fn policy_command(config: &Config, command: &PolicyCommand) -> Result<ExitCode> 
                     })
                 }
                 Err(e) => {
-                    println!(
-                        "{}",
-                        serde_json::to_string_pretty(
-                            &json!({"allow": false, "error": format!("{e:#}")})
-                        )?
-                    );
+                    let failure = json!({"allow": false, "error": format!("{e:#}")});
+                    out(serde_json::to_string_pretty(&failure)?);
                     Ok(ExitCode::FAILURE)
                 }
             }
@@ -440,7 +445,7 @@ async fn run_one(config: &Config, args: &RunArgs) -> Result<ExitCode> {
         "stderr": String::from_utf8_lossy(&report.stderr),
         "logs": report.logs,
     });
-    println!("{}", serde_json::to_string_pretty(&printed)?);
+    out(serde_json::to_string_pretty(&printed)?);
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -467,7 +472,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     .tools()
                     .map(|t| json!({ "component": t.component.name, "component_digest": t.component.digest, "descriptor": t.descriptor }))
                     .collect();
-                println!("{}", serde_json::to_string_pretty(&tools)?);
+                out(serde_json::to_string_pretty(&tools)?);
             } else {
                 print!("{}", catalog.summary());
             }
@@ -477,11 +482,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Policy(command) => policy_command(&config, command),
         Command::Token { principal } => {
             let token = random_token()?;
-            println!("token: {token}");
-            println!("Add its hash to the configuration; the token itself is not stored:");
-            println!();
-            println!("[principals.{principal}]");
-            println!("tokens = [\"{}\"]", mcp::http::token_hash(&token));
+            out(format!("token: {token}"));
+            out("Add its hash to the configuration; the token itself is not stored:");
+            out("");
+            out(format!("[principals.{principal}]"));
+            out(format!("tokens = [\"{}\"]", mcp::http::token_hash(&token)));
             Ok(ExitCode::SUCCESS)
         }
     }

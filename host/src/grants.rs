@@ -142,9 +142,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// `64 MiB`, `512 KiB`, `17 bytes`: for messages.
 pub fn show_bytes(n: u64) -> String {
-    if n >= MIB && n % MIB == 0 {
+    if n >= MIB && n.is_multiple_of(MIB) {
         format!("{} MiB", n / MIB)
-    } else if n >= 1024 && n % 1024 == 0 {
+    } else if n >= 1024 && n.is_multiple_of(1024) {
         format!("{} KiB", n / 1024)
     } else {
         format!("{n} bytes")

@@ -3,6 +3,12 @@
 //! Every tool is a WebAssembly component; every call runs in a fresh instance that holds only
 //! what the call was granted. See `docs/architecture.md` for the map of modules.
 
+// The request path must not panic: errors are values, and a failure is a clear error.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
+)]
+
 pub mod catalog;
 pub mod cli;
 pub mod config;

@@ -5,8 +5,10 @@
 //! `.portcullis/hostile` (one hostile component per threat).
 
 mod catalog;
+mod cli;
 mod examples;
 mod gateway;
 mod hostile;
 mod mcp;
+mod python;
 mod support;

@@ -125,6 +125,23 @@ fn now_rfc3339() -> String {
     )
 }
 
+/// Up to eight schema violations, each with where it is (values masked: they may be secret).
+fn schema_problems(tool: &ToolEntry, value: &Value) -> Vec<String> {
+    tool.validator
+        .iter_errors(value)
+        .take(8)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            let at = if at.is_empty() {
+                "(root)".to_string()
+            } else {
+                at
+            };
+            format!("{at}: {}", e.masked())
+        })
+        .collect()
+}
+
 fn facts(tool: &ToolEntry) -> ToolFacts {
     ToolFacts {
         name: tool.descriptor.name.clone(),
@@ -184,6 +201,10 @@ impl Gateway {
     }
 
     /// Looks up, validates, hashes and decides, without running: what `call` would do.
+    ///
+    /// A tool the principal may not list (policy action `list`) is reported as unknown whenever
+    /// the call does not go ahead — bad arguments or a denial — so nothing reveals that it
+    /// exists. An allowed call costs one policy evaluation; `list` is only consulted on failure.
     pub fn plan(
         &self,
         principal: &Principal,
@@ -192,32 +213,25 @@ impl Gateway {
         transport: Transport,
     ) -> Result<Plan, GateError> {
         let context = self.context(transport);
-        let tool = self
-            .catalog
-            .get(tool_name)
-            .filter(|tool| self.may_list(principal, tool, &context))
-            .ok_or_else(|| GateError::UnknownTool(tool_name.to_string()))?
-            .clone();
-        let arguments = match raw {
-            RawArgs::Text(text) => args::from_text(text, self.settings.args)?,
-            RawArgs::Object(object) => args::from_object(object, self.settings.args)?,
+        let unknown = || GateError::UnknownTool(tool_name.to_string());
+        let tool = self.catalog.get(tool_name).ok_or_else(unknown)?.clone();
+        let hidden = || !self.may_list(principal, &tool, &context);
+        let checked = match raw {
+            RawArgs::Text(text) => args::from_text(text, self.settings.args),
+            RawArgs::Object(object) => args::from_object(object, self.settings.args),
         };
-        let problems: Vec<String> = tool
-            .validator
-            .iter_errors(&arguments.value)
-            .take(8)
-            .map(|e| {
-                let at = e.instance_path().to_string();
-                let at = if at.is_empty() {
-                    "(root)".to_string()
-                } else {
-                    at
-                };
-                format!("{at}: {}", e.masked())
-            })
-            .collect();
+        let arguments = match checked {
+            Ok(arguments) => arguments,
+            Err(_) if hidden() => return Err(unknown()),
+            Err(e) => return Err(e.into()),
+        };
+        let problems = schema_problems(&tool, &arguments.value);
         if !problems.is_empty() {
-            return Err(GateError::Schema(problems));
+            return Err(if hidden() {
+                unknown()
+            } else {
+                GateError::Schema(problems)
+            });
         }
         let plan_hash = args::plan_hash(
             &tool.descriptor.name,
@@ -237,13 +251,14 @@ impl Gateway {
             context: &context,
         };
         let decision = self.policy.decide(&input);
-        let input_json = serde_json::to_value(&input).unwrap_or(Value::Null);
+        if !decision.allow && hidden() {
+            return Err(unknown());
+        }
         Ok(Plan {
             tool,
             arguments,
             plan_hash,
             decision,
-            input: input_json,
         })
     }
 
@@ -351,8 +366,6 @@ pub struct Plan {
     pub arguments: Arguments,
     pub plan_hash: String,
     pub decision: Decision,
-    /// The policy input, as policy saw it (for `portcullis call` and debugging).
-    pub input: Value,
 }
 
 #[cfg(test)]

@@ -77,20 +77,13 @@ impl FrontDoor {
             .any(|allowed| allowed.eq_ignore_ascii_case(host) || allowed.eq_ignore_ascii_case(name))
     }
 
-    fn authenticate(&self, request: &Request<Incoming>) -> Result<Arc<Principal>, Response<Body>> {
-        let unauthorized = |message: &str| {
-            let mut response = plain(StatusCode::UNAUTHORIZED, message);
-            response.headers_mut().insert(
-                hyper::header::WWW_AUTHENTICATE,
-                hyper::header::HeaderValue::from_static("Bearer"),
-            );
-            response
-        };
+    /// The principal of a request, or why it gets 401.
+    fn authenticate(&self, request: &Request<Incoming>) -> Result<Arc<Principal>, &'static str> {
         match request.headers().get(hyper::header::AUTHORIZATION) {
             None => self
                 .anonymous
                 .clone()
-                .ok_or_else(|| unauthorized("unauthorized: send `Authorization: Bearer <token>`")),
+                .ok_or("unauthorized: send `Authorization: Bearer <token>`"),
             Some(value) => {
                 let token = value
                     .to_str()
@@ -98,11 +91,11 @@ impl FrontDoor {
                     .and_then(|v| v.strip_prefix("Bearer "))
                     .map(str::trim)
                     .filter(|t| !t.is_empty())
-                    .ok_or_else(|| unauthorized("unauthorized: malformed Authorization header"))?;
+                    .ok_or("unauthorized: malformed Authorization header")?;
                 self.tokens
                     .get(&token_hash(token))
                     .cloned()
-                    .ok_or_else(|| unauthorized("unauthorized: unknown token"))
+                    .ok_or("unauthorized: unknown token")
             }
         }
     }
@@ -128,7 +121,14 @@ impl FrontDoor {
         }
         let principal = match self.authenticate(&request) {
             Ok(principal) => principal,
-            Err(response) => return response,
+            Err(message) => {
+                let mut response = plain(StatusCode::UNAUTHORIZED, message);
+                response.headers_mut().insert(
+                    hyper::header::WWW_AUTHENTICATE,
+                    hyper::header::HeaderValue::from_static("Bearer"),
+                );
+                return response;
+            }
         };
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(principal);

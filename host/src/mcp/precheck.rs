@@ -130,6 +130,19 @@ fn refusal(prefix: &[u8], problem: &str) -> Option<String> {
     Some(response.to_string())
 }
 
+/// The JSON-RPC "invalid request" answer for a message with an id that could not be parsed.
+pub fn invalid(message: &[u8], problem: &str) -> Option<String> {
+    let (id, _) = scan_envelope(message);
+    id.map(|id| {
+        json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "error": { "code": -32600, "message": format!("invalid request: {problem}") }
+        })
+        .to_string()
+    })
+}
+
 /// Outcome of checking one message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {

@@ -1,12 +1,18 @@
-//! MCP over stdio. stdout carries the protocol and nothing else (logs go to stderr, guests
-//! never see it). Every incoming line passes the size and depth checks of [`precheck`] before
-//! rmcp parses it; outgoing lines are written whole by one writer.
+//! MCP over stdio. stdout carries the protocol and nothing else (logs go to stderr; guests
+//! never see it).
+//!
+//! A dedicated thread reads stdin line by line, applies the size and depth checks of
+//! [`precheck`] before anything parses a line, parses what passes, and hands messages to rmcp.
+//! Every outgoing line — rmcp's responses and the refusals written here — goes through one
+//! locked writer, whole and flushed.
 
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
-use rmcp::ServiceExt;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use futures::{Sink, Stream};
+use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
+use rmcp::{RoleServer, ServiceExt};
 use tokio::sync::mpsc;
 
 use super::Handler;
@@ -14,14 +20,26 @@ use super::precheck::{self, MessageCaps, Verdict};
 use crate::gate::{Gateway, Transport};
 use crate::policy::Principal;
 
+/// The one writer of protocol output.
+type Output = Arc<Mutex<Box<dyn Write + Send>>>;
+
+fn write_line(output: &Output, line: &[u8]) -> std::io::Result<()> {
+    let mut out = output
+        .lock()
+        .map_err(|_| std::io::Error::other("stdout lock poisoned"))?;
+    out.write_all(line)?;
+    out.write_all(b"\n")?;
+    out.flush()
+}
+
 /// Serves MCP on this process's stdin/stdout until stdin closes.
 pub async fn serve(gateway: Arc<Gateway>, principal: Principal, caps: MessageCaps) -> Result<()> {
     serve_on(
         gateway,
         principal,
         caps,
-        tokio::io::stdin(),
-        tokio::io::stdout(),
+        std::io::stdin(),
+        std::io::stdout(),
     )
     .await
 }
@@ -35,89 +53,113 @@ pub async fn serve_on<R, W>(
     output: W,
 ) -> Result<()>
 where
-    R: AsyncRead + Unpin + Send + 'static,
-    W: AsyncWrite + Unpin + Send + 'static,
+    R: Read + Send + 'static,
+    W: Write + Send + 'static,
 {
-    let (rmcp_side, our_side) = tokio::io::duplex(256 * 1024);
-    let (from_rmcp, to_rmcp) = tokio::io::split(our_side);
-    let (lines, line_rx) = mpsc::channel::<Vec<u8>>(64);
-
-    let writer = tokio::spawn(write_lines(line_rx, output));
-    let relay = tokio::spawn(relay_lines(from_rmcp, lines.clone()));
-    let pump = tokio::spawn(pump_input(input, to_rmcp, lines, caps));
+    let output: Output = Arc::new(Mutex::new(Box::new(output)));
+    let (messages, incoming) = mpsc::channel::<RxJsonRpcMessage<RoleServer>>(64);
+    let reader_output = output.clone();
+    std::thread::Builder::new()
+        .name("portcullis-stdin".into())
+        .spawn(move || read_input(input, &messages, &reader_output, caps))
+        .context("starting the stdin thread")?;
 
     let handler = Handler::new(gateway, Some(Arc::new(principal)), Transport::Stdio);
     let service = handler
-        .serve(rmcp_side)
+        .serve((Box::pin(sink(output)), Box::pin(stream(incoming))))
         .await
         .context("starting the MCP session on stdio")?;
     let _ = service.waiting().await;
-    pump.abort();
-    let _ = relay.await;
-    let _ = writer.await;
     Ok(())
 }
 
-/// Reads lines from the client, refusing those over the caps and passing the rest to rmcp.
-async fn pump_input<R, W>(
+fn sink(output: Output) -> impl Sink<TxJsonRpcMessage<RoleServer>, Error = std::io::Error> {
+    futures::sink::unfold(
+        output,
+        |output, message: TxJsonRpcMessage<RoleServer>| async move {
+            let line = serde_json::to_vec(&message)?;
+            write_line(&output, &line)?;
+            Ok(output)
+        },
+    )
+}
+
+fn stream(
+    incoming: mpsc::Receiver<RxJsonRpcMessage<RoleServer>>,
+) -> impl Stream<Item = RxJsonRpcMessage<RoleServer>> {
+    futures::stream::unfold(incoming, |mut incoming| async move {
+        incoming.recv().await.map(|message| (message, incoming))
+    })
+}
+
+/// Reads, checks and parses lines until stdin closes or rmcp stops listening.
+fn read_input<R: Read>(
     input: R,
-    mut to_rmcp: W,
-    replies: mpsc::Sender<Vec<u8>>,
+    messages: &mpsc::Sender<RxJsonRpcMessage<RoleServer>>,
+    output: &Output,
     caps: MessageCaps,
-) where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
+) {
     let mut reader = BufReader::new(input);
     let mut line = Vec::new();
+    let limit = caps.max_bytes as u64 + 1;
     loop {
         line.clear();
-        let limit = caps.max_bytes as u64 + 1;
-        let read = match (&mut reader).take(limit).read_until(b'\n', &mut line).await {
-            Ok(0) => break,
-            Ok(n) => n,
+        let read = match (&mut reader).take(limit).read_until(b'\n', &mut line) {
+            Ok(0) => return,
+            Ok(n) => n as u64,
             Err(e) => {
                 tracing::error!("reading stdin: {e}");
-                break;
+                return;
             }
         };
         let complete = line.ends_with(b"\n");
-        let verdict = if !complete && read as u64 >= limit {
+        let verdict = if !complete && read >= limit {
             // Too long: answer from its start, then skip the rest of the line.
             let verdict = precheck::oversized(&line, caps);
-            if skip_line(&mut reader).await.is_err() {
-                break;
+            if skip_line(&mut reader).is_err() {
+                return;
             }
             verdict
         } else {
             precheck::check(&line, caps)
         };
-        match verdict {
-            Verdict::Pass => {
-                if !complete {
-                    line.push(b'\n');
-                }
-                if to_rmcp.write_all(&line).await.is_err() {
-                    break;
-                }
-            }
+        let reply = match verdict {
             Verdict::Refuse(reply) => {
                 tracing::warn!("refused an incoming message over the size or depth cap");
-                if let Some(reply) = reply
-                    && replies.send(reply.into_bytes()).await.is_err()
-                {
-                    break;
+                reply
+            }
+            Verdict::Pass => {
+                let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                let text = text.strip_suffix(b"\r").unwrap_or(text);
+                if text.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                match serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(text) {
+                    Ok(message) => {
+                        if messages.blocking_send(message).is_err() {
+                            return;
+                        }
+                        None
+                    }
+                    Err(e) => {
+                        tracing::debug!("ignoring a message that is not JSON-RPC: {e}");
+                        precheck::invalid(text, &format!("not a valid JSON-RPC message: {e}"))
+                    }
                 }
             }
+        };
+        if let Some(reply) = reply
+            && write_line(output, reply.as_bytes()).is_err()
+        {
+            return;
         }
     }
-    let _ = to_rmcp.shutdown().await;
 }
 
 /// Discards input up to and including the next newline.
-async fn skip_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> std::io::Result<()> {
+fn skip_line<R: Read>(reader: &mut BufReader<R>) -> std::io::Result<()> {
     loop {
-        let buffer = reader.fill_buf().await?;
+        let buffer = reader.fill_buf()?;
         if buffer.is_empty() {
             return Ok(());
         }
@@ -127,34 +169,5 @@ async fn skip_line<R: AsyncRead + Unpin>(reader: &mut BufReader<R>) -> std::io::
         }
         let n = buffer.len();
         reader.consume(n);
-    }
-}
-
-/// Copies rmcp's output, line by line, to the writer.
-async fn relay_lines<R: AsyncRead + Unpin>(from_rmcp: R, lines: mpsc::Sender<Vec<u8>>) {
-    let mut reader = BufReader::new(from_rmcp);
-    loop {
-        let mut line = Vec::new();
-        match reader.read_until(b'\n', &mut line).await {
-            Ok(0) | Err(_) => break,
-            Ok(_) => {
-                if line.ends_with(b"\n") {
-                    line.pop();
-                }
-                if lines.send(line).await.is_err() {
-                    break;
-                }
-            }
-        }
-    }
-}
-
-/// The only writer of the output: whole lines, flushed.
-async fn write_lines<W: AsyncWrite + Unpin>(mut lines: mpsc::Receiver<Vec<u8>>, mut output: W) {
-    while let Some(mut line) = lines.recv().await {
-        line.push(b'\n');
-        if output.write_all(&line).await.is_err() || output.flush().await.is_err() {
-            break;
-        }
     }
 }

@@ -1,0 +1,291 @@
+//! The per-call costs that matter, measured: a fresh instance per call versus a reused one,
+//! one policy decision, the whole in-process governed call, and a governed call over stdio
+//! through the real binary.
+//!
+//! Run `scripts/build-tools` first, then `cargo bench -p portcullis --bench pipeline`.
+//! `BENCH_ITERATIONS` scales every loop (default 20000 in process, a tenth of it over stdio).
+//! Results go into docs/perf.md.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use portcullis::catalog::Catalog;
+use portcullis::config::Config;
+use portcullis::gate::{RawArgs, Transport};
+use portcullis::grants::{Grants, Limits};
+use portcullis::policy::{Action, INPUT_VERSION, PolicyInput, RequestContext, ToolFacts};
+use portcullis::runner::{EngineSettings, Runner};
+use serde_json::{Value, json};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn tools_dir() -> PathBuf {
+    let dir = root().join(".portcullis/tools");
+    assert!(
+        dir.join("data.wasm").exists(),
+        "run scripts/build-tools first"
+    );
+    dir
+}
+
+struct Stats {
+    median: Duration,
+    p99: Duration,
+    mean: Duration,
+}
+
+fn stats(mut times: Vec<Duration>) -> Stats {
+    times.sort();
+    let n = times.len();
+    Stats {
+        median: times[n / 2],
+        p99: times[(n * 99 / 100).min(n - 1)],
+        mean: times.iter().sum::<Duration>() / n as u32,
+    }
+}
+
+fn report(name: &str, times: Vec<Duration>) -> Stats {
+    let s = stats(times);
+    println!(
+        "{name:<58} median {:>9.2} µs   p99 {:>9.2} µs   mean {:>9.2} µs",
+        s.median.as_secs_f64() * 1e6,
+        s.p99.as_secs_f64() * 1e6,
+        s.mean.as_secs_f64() * 1e6
+    );
+    s
+}
+
+fn iterations() -> usize {
+    std::env::var("BENCH_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000)
+}
+
+/// A configuration file for the benchmarks: the example tools, the default policies.
+fn bench_config(dir: &Path) -> PathBuf {
+    let path = dir.join("portcullis.toml");
+    std::fs::create_dir_all(dir.join("workspace")).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "tools_dir = \"{}\"\ncache_dir = \"{}\"\npolicy_dir = \"{}\"\nworkspace = \"workspace\"\n\
+             [principals.local]\nroles = [\"writer\"]\n",
+            tools_dir().display(),
+            root().join(".portcullis/cache").display(),
+            root().join("policies").display()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+async fn in_process(n: usize) {
+    let runner = Runner::new(EngineSettings::default()).unwrap();
+    let catalog = Catalog::load(
+        &runner,
+        &tools_dir(),
+        Some(&root().join(".portcullis/cache")),
+    )
+    .await
+    .unwrap();
+    let tool = catalog.get("hash").unwrap();
+    let pre = &tool.component.prepared;
+    let input = r#"{"text":"a"}"#;
+    let limits = Limits::default();
+    let grants = Grants::default();
+
+    // Warm up the pool slots.
+    for _ in 0..1000 {
+        runner
+            .call(pre, "hash", input, &grants, &limits)
+            .await
+            .outcome
+            .unwrap();
+    }
+    let mut fresh = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let report = runner.call(pre, "hash", input, &grants, &limits).await;
+        fresh.push(started.elapsed());
+        assert!(report.outcome.is_ok());
+    }
+    let fresh = report("fresh instance + call + drop (hash, no grants)", fresh);
+    let reused = runner
+        .bench_reused_instance(pre, "hash", input, n)
+        .await
+        .unwrap();
+    let reused = report("same call on one reused instance", reused);
+    println!(
+        "{:<58} {:.1}× (freshness costs {:.2} µs)",
+        "  fresh / reused",
+        fresh.median.as_secs_f64() / reused.median.as_secs_f64(),
+        (fresh.median.as_secs_f64() - reused.median.as_secs_f64()) * 1e6
+    );
+
+    // The same with a read-only directory grant (one preopen).
+    let ws = tempfile::tempdir().unwrap();
+    std::fs::write(ws.path().join("a.txt"), "hello").unwrap();
+    let workspace = catalog.get("read_file").unwrap();
+    let ro = Grants {
+        fs: vec![portcullis::grants::FsGrant {
+            host: ws.path().canonicalize().unwrap(),
+            guest: "/workspace".into(),
+            mode: portcullis::grants::FsMode::Ro,
+        }],
+        ..Grants::default()
+    };
+    let mut with_fs = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let report = runner
+            .call(
+                &workspace.component.prepared,
+                "read_file",
+                r#"{"path":"a.txt"}"#,
+                &ro,
+                &limits,
+            )
+            .await;
+        with_fs.push(started.elapsed());
+        assert!(report.outcome.is_ok());
+    }
+    report("fresh instance + read_file through a ro preopen", with_fs);
+}
+
+async fn governed(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config::load(Some(&bench_config(dir.path()))).unwrap();
+    let gateway = portcullis::cli::build_gateway(&config).await.unwrap();
+    let principal = config.principal("local", "stdio").unwrap();
+
+    let tool = gateway.catalog.get("hash").unwrap();
+    let context = RequestContext {
+        time: "2026-11-22T00:00:00Z".into(),
+        request_id: "bench".into(),
+        transport: "cli",
+    };
+    let args = json!({"text": "a"});
+    let input = PolicyInput {
+        version: INPUT_VERSION,
+        action: Action::Call,
+        principal: &principal,
+        tool: ToolFacts {
+            name: "hash".into(),
+            component: tool.component.name.clone(),
+            digest: tool.component.digest.clone(),
+            descriptor_digest: tool.descriptor.digest.clone(),
+            annotations: tool.descriptor.annotations,
+        },
+        args: Some(&args),
+        plan_hash: Some("sha256:00"),
+        environment: "dev",
+        context: &context,
+    };
+    let mut decide = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let decision = gateway.policy.decide(&input);
+        decide.push(started.elapsed());
+        assert!(decision.allow);
+    }
+    report("policy decision (regorus RVM, default policy)", decide);
+
+    let Value::Object(map) = json!({"text": "a"}) else {
+        unreachable!()
+    };
+    for _ in 0..1000 {
+        gateway
+            .call(
+                &principal,
+                "hash",
+                RawArgs::Object(Some(map.clone())),
+                Transport::Cli,
+            )
+            .await
+            .unwrap();
+    }
+    let mut pipeline = Vec::with_capacity(n);
+    for _ in 0..n {
+        let args = RawArgs::Object(Some(map.clone()));
+        let started = Instant::now();
+        let outcome = gateway.call(&principal, "hash", args, Transport::Cli).await;
+        pipeline.push(started.elapsed());
+        assert!(outcome.is_ok());
+    }
+    report(
+        "governed call in process (validate+hash+decide+run)",
+        pipeline,
+    );
+}
+
+fn stdio(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = bench_config(dir.path());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--stdio"])
+        .env("RUST_LOG", "portcullis=error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn portcullis");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let send = |text: &str, stdin: &mut std::process::ChildStdin| {
+        stdin.write_all(text.as_bytes()).unwrap();
+        stdin.write_all(b"\n").unwrap();
+        stdin.flush().unwrap();
+    };
+    send(
+        r#"{"jsonrpc":"2.0","id":0,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"bench","version":"1"}}}"#,
+        &mut stdin,
+    );
+    stdout.read_line(&mut line).unwrap();
+    send(
+        r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#,
+        &mut stdin,
+    );
+    let mut times = Vec::with_capacity(n);
+    for id in 1..=(n + 200) {
+        let request = format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"method":"tools/call","params":{{"name":"hash","arguments":{{"text":"a"}}}}}}"#
+        );
+        let started = Instant::now();
+        send(&request, &mut stdin);
+        line.clear();
+        stdout.read_line(&mut line).unwrap();
+        if id > 200 {
+            times.push(started.elapsed());
+        }
+        assert!(line.contains("\"isError\":false"), "{line}");
+    }
+    report("governed call over stdio, round trip (real binary)", times);
+    drop(stdin);
+    let _ = child.wait();
+}
+
+fn main() {
+    let n = iterations();
+    println!(
+        "portcullis pipeline benchmark: {n} iterations in process, {} over stdio",
+        n / 10
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(in_process(n));
+    runtime.block_on(governed(n));
+    stdio((n / 10).max(100));
+}
