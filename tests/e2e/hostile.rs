@@ -496,14 +496,85 @@ async fn state_does_not_carry_between_calls() {
     still_serving(&runner, &catalog).await;
 }
 
+/// Wraps a core module written in WAT into a `tool-component` component, as wasm-tools does.
+fn componentize(source: &Path) -> Vec<u8> {
+    let mut module =
+        wat::parse_file(source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
+    let mut resolve = wit_parser::Resolve::default();
+    let (package, _) = resolve
+        .push_dir(crate::support::root().join("wit"))
+        .unwrap();
+    let world = resolve
+        .select_world(&[package], Some("tool-component"))
+        .unwrap();
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+        false,
+    )
+    .unwrap();
+    wit_component::ComponentEncoder::default()
+        .module(&module)
+        .unwrap()
+        .validate(true)
+        .encode()
+        .unwrap()
+}
+
+/// Loads a hostile component written in WAT (`tests/hostile/NAME.wat`, for attacks Rust
+/// guests cannot express) together with the `data` example tool.
+async fn hostile_wat(name: &str) -> (Runner, Catalog, tempfile::TempDir) {
+    let bytes = componentize(&crate::support::root().join(format!("tests/hostile/{name}.wat")));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(format!("{name}.wasm"));
+    fs::write(&path, bytes).unwrap();
+    let (runner, mut catalog) = load(&["data"]).await;
+    catalog
+        .add_file(&runner, &path, None)
+        .await
+        .unwrap_or_else(|e| panic!("loading {name}: {e:#}"));
+    (runner, catalog, dir)
+}
+
+#[tokio::test]
+async fn table_growth_is_refused_at_the_table_limit() {
+    let (runner, catalog, _dir) = hostile_wat("hostile-table").await;
+    let report = call(
+        &runner,
+        &catalog,
+        "grow_table",
+        json!({}),
+        &Grants::default(),
+        &short_limits(),
+    )
+    .await;
+    let error = err(&report);
+    assert!(
+        matches!(limit(error), LimitExceeded::Table { requested, .. } if *requested > 1_000_000),
+        "{error}"
+    );
+    assert!(error.to_string().contains("table limit reached"), "{error}");
+    still_serving(&runner, &catalog).await;
+}
+
 #[test]
 fn every_hostile_component_has_a_test() {
     let source = include_str!("hostile.rs");
+    let root = crate::support::root();
     let mut missing = Vec::new();
-    for entry in fs::read_dir(crate::support::root().join("tools")).unwrap() {
+    for entry in fs::read_dir(root.join("tools")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         if name.starts_with("hostile-") && !source.contains(&format!("hostile(\"{name}\")")) {
             missing.push(name);
+        }
+    }
+    for entry in fs::read_dir(root.join("tests/hostile")).unwrap() {
+        let file = entry.unwrap().file_name().to_string_lossy().into_owned();
+        let name = file.trim_end_matches(".wat");
+        if !source.contains(&format!("hostile_wat(\"{name}\")")) {
+            missing.push(file);
         }
     }
     assert!(
