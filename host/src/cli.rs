@@ -225,6 +225,24 @@ fn random_token() -> Result<String> {
     Ok(format!("pc_{}", hex::encode(bytes)))
 }
 
+/// `kill -HUP` reloads the policies; a failed reload keeps the last good policy in force.
+fn reload_policy_on_sighup(gateway: &Arc<Gateway>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    let gateway = gateway.clone();
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match gateway.policy.reload() {
+                Ok(()) => tracing::info!(policy = %gateway.policy.source(), "policy reloaded"),
+                Err(e) => tracing::error!(
+                    "policy reload failed; the last good policy stays in force: {e:#}"
+                ),
+            }
+        }
+    });
+    Ok(())
+}
+
 /// `serve --stdio` speaks MCP on stdin/stdout; otherwise (the default) streamable HTTP.
 async fn serve(config: &Config, stdio: bool, http: Option<Option<String>>) -> Result<ExitCode> {
     let gateway = Arc::new(build_gateway(config).await?);
@@ -239,6 +257,7 @@ async fn serve(config: &Config, stdio: bool, http: Option<Option<String>>) -> Re
         environment = %config.environment,
         "loaded"
     );
+    reload_policy_on_sighup(&gateway)?;
     if stdio {
         let principal = config
             .principal(&config.stdio_principal, "stdio")

@@ -29,7 +29,7 @@ fn token_hash(token: &str) -> String {
 
 /// A configuration in a temporary directory: components, policies, a workspace.
 pub struct Setup {
-    _dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub workspace: PathBuf,
 }
@@ -113,7 +113,7 @@ tokens = ["{root}"]
     );
     std::fs::write(&config, text).unwrap();
     Setup {
-        _dir: dir,
+        dir,
         config,
         workspace,
     }
@@ -140,7 +140,7 @@ pub async fn stdio_client(setup: &Setup) -> Client {
 /// `portcullis serve --http` on an ephemeral loopback port; killed when dropped.
 pub struct HttpServer {
     /// Held so that the server is killed when the test ends.
-    _child: Child,
+    pub child: Child,
     pub url: String,
 }
 
@@ -170,7 +170,7 @@ pub async fn http_server(setup: &Setup) -> HttpServer {
     .expect("portcullis did not start listening");
     // Keep draining stderr so the server never blocks on a full pipe.
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    HttpServer { _child: child, url }
+    HttpServer { child, url }
 }
 
 /// An rmcp streamable-HTTP client with `token`.

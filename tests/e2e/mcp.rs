@@ -338,3 +338,57 @@ async fn a_guest_flooding_stdout_cannot_touch_the_stdio_protocol() {
     assert_eq!(ok.is_error, Some(false));
     let _ = ROOT;
 }
+
+#[tokio::test]
+async fn sighup_reloads_policy_and_a_broken_reload_keeps_the_last_good_one() {
+    let allow_all = "package portcullis\nimport rego.v1\ndecision := {\"allow\": true}\n";
+    let s = setup(Options {
+        policy: Some(allow_all),
+        ..Options::default()
+    });
+    let policy_file = s.dir.path().join("policies/policy.rego");
+    let server = http_server(&s).await;
+    let client = http_client(&server, ALICE).await;
+    let hangup = |server: &crate::gateway::HttpServer| {
+        let pid = server.child.id().expect("server running").to_string();
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    let hash = || call(&client, "hash", json!({"text": "x"}));
+    assert_eq!(hash().await.unwrap().is_error, Some(false));
+
+    // A broken policy: the reload fails and the last good policy stays.
+    std::fs::write(&policy_file, "package portcullis\ndecision := {").unwrap();
+    hangup(&server);
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(
+        hash().await.unwrap().is_error,
+        Some(false),
+        "a broken reload replaced the policy"
+    );
+
+    // A good policy that lists everything and denies calls takes effect.
+    let deny_calls = "package portcullis\nimport rego.v1\n\
+        decision := {\"allow\": true} if input.action == \"list\"\n\
+        decision := {\"allow\": false, \"reasons\": [\"closed for maintenance\"]} if input.action == \"call\"\n";
+    std::fs::write(&policy_file, deny_calls).unwrap();
+    hangup(&server);
+    let mut denied = None;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let result = hash().await.unwrap();
+        if result.is_error == Some(true) {
+            denied = Some(text(&result));
+            break;
+        }
+    }
+    assert_eq!(
+        denied.as_deref(),
+        Some("denied by policy: closed for maintenance")
+    );
+}
