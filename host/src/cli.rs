@@ -32,6 +32,13 @@ pub struct Cli {
     pub command: Command,
 }
 
+impl Cli {
+    /// Whether this command line is `serve --stdio`.
+    pub fn serves_stdio(&self) -> bool {
+        matches!(self.command, Command::Serve { stdio: true, .. })
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Serve MCP to agents: over stdio (for clients that start the gateway) or HTTP.

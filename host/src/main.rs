@@ -7,10 +7,13 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = portcullis::cli::Cli::parse();
     portcullis::telemetry::init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // One stdio client is served on one thread: no hand-offs between workers per message.
+    let mut builder = if cli.serves_stdio() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
