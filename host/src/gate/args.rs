@@ -54,10 +54,11 @@ fn depth_exceeds(value: &Value, limit: usize) -> bool {
     walk(value, limit)
 }
 
-/// Nesting depth of raw JSON text, counted without parsing (brackets outside strings).
-fn raw_depth_exceeds(text: &str, limit: usize) -> bool {
+/// Whether raw JSON nests deeper than `limit`, counted without parsing (brackets outside
+/// strings). Safe on any input, including truncated or invalid JSON.
+pub fn nesting_exceeds(text: &[u8], limit: usize) -> bool {
     let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for byte in text.bytes() {
+    for &byte in text {
         if in_string {
             match (escaped, byte) {
                 (true, _) => escaped = false,
@@ -122,7 +123,7 @@ pub fn from_text(text: &str, caps: ArgsCaps) -> Result<Arguments, ArgsError> {
             actual: text.len(),
         });
     }
-    if raw_depth_exceeds(text, caps.max_depth) {
+    if nesting_exceeds(text.as_bytes(), caps.max_depth) {
         return Err(ArgsError::TooDeep {
             limit: caps.max_depth,
         });

@@ -8,6 +8,7 @@
 use serde_json::{Value, json};
 
 use crate::gate::ArgsCaps;
+use crate::gate::args::nesting_exceeds;
 
 /// Caps on a whole message, derived from the argument caps.
 #[derive(Clone, Copy, Debug)]
@@ -81,31 +82,6 @@ fn scan_envelope(bytes: &[u8]) -> (Option<Value>, Option<String>) {
     (id, method)
 }
 
-/// Whether the JSON nests deeper than `limit` (brackets outside strings).
-fn too_deep(bytes: &[u8], limit: usize) -> bool {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for &b in bytes {
-        if in_string {
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-        } else if b == b'"' {
-            in_string = true;
-        } else if b == b'{' || b == b'[' {
-            depth += 1;
-            if depth > limit {
-                return true;
-            }
-        } else if b == b'}' || b == b']' {
-            depth = depth.saturating_sub(1);
-        }
-    }
-    false
-}
-
 /// The answer for a message that breaks a cap: a tool error for `tools/call`, a JSON-RPC
 /// "invalid request" otherwise; `None` when the message has no id (nothing to answer).
 fn refusal(prefix: &[u8], problem: &str) -> Option<String> {
@@ -157,7 +133,7 @@ pub fn check(message: &[u8], caps: MessageCaps) -> Verdict {
     if message.len() > caps.max_bytes {
         return oversized(message, caps);
     }
-    if too_deep(message, caps.max_depth) {
+    if nesting_exceeds(message, caps.max_depth) {
         let problem = format!(
             "the message is nested deeper than {} levels (arguments may nest {})",
             caps.max_depth,
