@@ -35,7 +35,11 @@ const ASYNC_STACK: usize = MAX_WASM_STACK + 1024 * 1024;
 /// Table elements per table (Rust components use a few hundred).
 pub const MAX_TABLE_ELEMENTS: usize = 20_000;
 /// Core instances inside one component (main module plus adapter shims).
-const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+pub const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 32;
+/// Linear memories per component (Rust components have one).
+pub const MAX_MEMORIES_PER_COMPONENT: u32 = 2;
+/// Tables per component.
+pub const MAX_TABLES_PER_COMPONENT: u32 = 8;
 
 /// Builds the engine: pooling allocator with resident memory reuse, copy-on-write memory
 /// images, fuel, epoch interruption, async support, fixed stack and table limits.
@@ -45,11 +49,11 @@ pub fn build(settings: EngineSettings) -> Result<Engine> {
     pool.total_component_instances(slots)
         .total_core_instances(slots * MAX_CORE_INSTANCES_PER_COMPONENT)
         .max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
-        .total_memories(slots * 2)
-        .max_memories_per_component(2)
+        .total_memories(slots * MAX_MEMORIES_PER_COMPONENT)
+        .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
         .max_memories_per_module(1)
-        .total_tables(slots * 8)
-        .max_tables_per_component(8)
+        .total_tables(slots * MAX_TABLES_PER_COMPONENT)
+        .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
         .max_tables_per_module(2)
         .table_elements(MAX_TABLE_ELEMENTS)
         .total_stacks(slots)

@@ -227,7 +227,7 @@ impl Runner {
             }
             .into()),
             Ok(Err(e)) => Err(stdio_overflow(&stdout, &stderr)
-                .unwrap_or_else(|| classify(e, &store, limits, Some((&stdout, &stderr))))),
+                .unwrap_or_else(|| classify(e, &store, limits, Some(&stderr)))),
             Ok(Ok(Err(tool_error))) => Err(stdio_overflow(&stdout, &stderr)
                 .unwrap_or_else(|| output::tool_failure(tool_error))),
             Ok(Ok(Ok(result))) => output::convert(result, limits.output_bytes),
@@ -312,8 +312,6 @@ impl Runner {
                 table_elements: engine::MAX_TABLE_ELEMENTS,
                 hit: None,
             },
-            stdout: stdout.clone(),
-            stderr: stderr.clone(),
             logs: Vec::new(),
             logs_dropped: 0,
         };
@@ -410,7 +408,7 @@ fn classify(
     error: wasmtime::Error,
     store: &Store<StoreState>,
     limits: &Limits,
-    stdio: Option<(&MemoryOutputPipe, &MemoryOutputPipe)>,
+    stderr: Option<&MemoryOutputPipe>,
 ) -> RunError {
     match store.data().limiter.hit {
         Some(LimitHit::Memory { limit, requested }) => {
@@ -438,7 +436,7 @@ fn classify(
         _ => {}
     }
     let mut stderr_tail = String::new();
-    if let Some((_, stderr)) = stdio {
+    if let Some(stderr) = stderr {
         let bytes = stderr.contents();
         let text = String::from_utf8_lossy(&bytes[bytes.len().saturating_sub(1024)..]);
         let text = text.trim();

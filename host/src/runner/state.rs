@@ -3,10 +3,10 @@
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::portcullis::tool::host;
+use super::engine;
 
 /// Log lines kept per call; more are counted and dropped.
 pub const MAX_LOG_LINES: usize = 256;
@@ -60,16 +60,17 @@ impl ResourceLimiter for Limiter {
         Ok(true)
     }
 
+    // The same ceilings as the pool's, enforced per store as well.
     fn instances(&self) -> usize {
-        64
+        engine::MAX_CORE_INSTANCES_PER_COMPONENT as usize + 1
     }
 
     fn tables(&self) -> usize {
-        16
+        engine::MAX_TABLES_PER_COMPONENT as usize
     }
 
     fn memories(&self) -> usize {
-        2
+        engine::MAX_MEMORIES_PER_COMPONENT as usize
     }
 }
 
@@ -85,8 +86,6 @@ pub struct StoreState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub limiter: Limiter,
-    pub stdout: MemoryOutputPipe,
-    pub stderr: MemoryOutputPipe,
     pub logs: Vec<LogLine>,
     pub logs_dropped: usize,
 }
