@@ -49,6 +49,9 @@ pub enum Command {
         /// Listen for streamable HTTP at ADDR (default: the configuration's http.listen).
         #[arg(long, value_name = "ADDR")]
         http: Option<Option<String>>,
+        /// With --stdio: the principal of the client (default: the configuration's stdio.principal).
+        #[arg(long = "as", value_name = "PRINCIPAL", requires = "stdio")]
+        principal: Option<String>,
     },
     /// Run one call through the whole pipeline (validate, decide, run) and print the decision
     /// and the result.
@@ -251,7 +254,12 @@ fn reload_policy_on_sighup(gateway: &Arc<Gateway>) -> Result<()> {
 }
 
 /// `serve --stdio` speaks MCP on stdin/stdout; otherwise (the default) streamable HTTP.
-async fn serve(config: &Config, stdio: bool, http: Option<Option<String>>) -> Result<ExitCode> {
+async fn serve(
+    config: &Config,
+    stdio: bool,
+    http: Option<Option<String>>,
+    stdio_principal: Option<&str>,
+) -> Result<ExitCode> {
     let gateway = Arc::new(build_gateway(config).await?);
     let tools: Vec<_> = gateway
         .catalog
@@ -266,9 +274,10 @@ async fn serve(config: &Config, stdio: bool, http: Option<Option<String>>) -> Re
     );
     reload_policy_on_sighup(&gateway)?;
     if stdio {
+        let name = stdio_principal.unwrap_or(&config.stdio_principal);
         let principal = config
-            .principal(&config.stdio_principal, "stdio")
-            .with_context(|| format!("stdio.principal `{}`", config.stdio_principal))?;
+            .principal(name, "stdio")
+            .with_context(|| format!("no principal `{name}` in the configuration"))?;
         mcp::stdio::serve(
             gateway,
             principal,
@@ -483,7 +492,11 @@ async fn run_one(config: &Config, args: &RunArgs) -> Result<ExitCode> {
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let config = load_config(&cli)?;
     match &cli.command {
-        Command::Serve { stdio, http } => serve(&config, *stdio, http.clone()).await,
+        Command::Serve {
+            stdio,
+            http,
+            principal,
+        } => serve(&config, *stdio, http.clone(), principal.as_deref()).await,
         Command::Call {
             tool,
             args,

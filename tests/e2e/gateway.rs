@@ -41,6 +41,8 @@ pub struct Options<'a> {
     pub policy: Option<&'a str>,
     pub stdio_principal: &'a str,
     pub environment: &'a str,
+    /// `http.anonymous`: the principal of requests without a token.
+    pub anonymous: Option<&'a str>,
 }
 
 impl Default for Options<'_> {
@@ -50,6 +52,7 @@ impl Default for Options<'_> {
             policy: None,
             stdio_principal: "bob",
             environment: "dev",
+            anonymous: None,
         }
     }
 }
@@ -90,6 +93,7 @@ principal = "{stdio}"
 
 [http]
 listen = "127.0.0.1:0"
+{anonymous}
 
 [principals.alice]
 roles = ["reader"]
@@ -107,6 +111,10 @@ tokens = ["{root}"]
         cache = support::cache_dir().display(),
         policy = policy_dir.display(),
         stdio = options.stdio_principal,
+        anonymous = options
+            .anonymous
+            .map(|name| format!("anonymous = \"{name}\""))
+            .unwrap_or_default(),
         alice = token_hash(ALICE),
         bob = token_hash(BOB),
         root = token_hash(ROOT),
@@ -125,11 +133,17 @@ pub fn binary() -> &'static Path {
 
 /// An rmcp client talking to `portcullis serve --stdio` as a child process.
 pub async fn stdio_client(setup: &Setup) -> Client {
+    stdio_client_as(setup, None).await
+}
+
+/// The same, with `serve --stdio --as PRINCIPAL`.
+pub async fn stdio_client_as(setup: &Setup, principal: Option<&str>) -> Client {
     let mut command = Command::new(binary());
     command
         .arg("--config")
         .arg(&setup.config)
         .args(["serve", "--stdio"])
+        .args(principal.map(|p| ["--as", p]).into_iter().flatten())
         .env("RUST_LOG", "portcullis=warn");
     let transport = TokioChildProcess::new(command).expect("spawn portcullis");
     ().serve(transport)
@@ -178,6 +192,12 @@ pub async fn http_client(server: &HttpServer, token: &str) -> Client {
     let config =
         StreamableHttpClientTransportConfig::with_uri(server.url.clone()).auth_header(token);
     let transport = StreamableHttpClientTransport::from_config(config);
+    ().serve(transport).await.expect("MCP initialize over HTTP")
+}
+
+/// An rmcp streamable-HTTP client that sends no token.
+pub async fn http_client_without_token(server: &HttpServer) -> Client {
+    let transport = StreamableHttpClientTransport::from_uri(server.url.clone());
     ().serve(transport).await.expect("MCP initialize over HTTP")
 }
 

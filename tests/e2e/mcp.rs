@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 
 use crate::gateway::{
-    ALICE, BOB, Options, ROOT, call, http_client, http_server, plan_hash, raw_status, setup,
-    stdio_client, text, tool_names,
+    ALICE, BOB, Options, ROOT, call, http_client, http_client_without_token, http_server,
+    plan_hash, raw_status, setup, stdio_client, stdio_client_as, text, tool_names,
 };
 
 const READ_TOOLS: [&str; 5] = ["hash", "json_query", "list_dir", "read_file", "search_text"];
@@ -391,4 +391,61 @@ async fn sighup_reloads_policy_and_a_broken_reload_keeps_the_last_good_one() {
         denied.as_deref(),
         Some("denied by policy: closed for maintenance")
     );
+}
+
+#[tokio::test]
+async fn an_anonymous_principal_only_when_configured() {
+    let s = setup(Options {
+        anonymous: Some("bob"),
+        ..Options::default()
+    });
+    let server = http_server(&s).await;
+    let anonymous = http_client_without_token(&server).await;
+    // bob's roles, but as `anonymous`: the default policy withholds destructive tools.
+    assert!(
+        tool_names(&anonymous)
+            .await
+            .contains(&"write_file".to_string())
+    );
+    let write = call(
+        &anonymous,
+        "write_file",
+        json!({"path": "a", "content": "b"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        text(&write),
+        "denied by policy: tool \"write_file\" changes data; anonymous callers may only use read-only tools"
+    );
+    assert_eq!(
+        call(&anonymous, "hash", json!({"text": "a"}))
+            .await
+            .unwrap()
+            .is_error,
+        Some(false)
+    );
+    // A wrong token is still refused, anonymous or not.
+    let host = server
+        .url
+        .trim_start_matches("http://")
+        .trim_end_matches("/mcp")
+        .to_string();
+    let ping = r#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#;
+    assert_eq!(
+        raw_status(
+            &server,
+            &[("host", &host), ("authorization", "Bearer nope")],
+            ping
+        )
+        .await,
+        401
+    );
+}
+
+#[tokio::test]
+async fn serve_stdio_as_picks_the_principal() {
+    let s = setup(Options::default());
+    let alice = stdio_client_as(&s, Some("alice")).await;
+    assert_eq!(tool_names(&alice).await, READ_TOOLS);
 }
