@@ -101,6 +101,9 @@ impl Catalog {
         let mut new_tools = Vec::new();
         for info in infos {
             let descriptor = descriptor::check(info).map_err(anyhow::Error::msg)?;
+            for warning in &descriptor.warnings {
+                tracing::warn!(tool = %descriptor.name, component = %path.display(), "description {warning}");
+            }
             let validator = jsonschema::validator_for(&descriptor.input_schema)
                 .map_err(|e| anyhow::anyhow!("tool `{}`: input schema: {e}", descriptor.name))?;
             if let Some(existing) = self.tools.get(&descriptor.name) {

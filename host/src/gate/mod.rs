@@ -329,6 +329,15 @@ impl Gateway {
                 &limits,
             )
             .await;
+        for line in &report.logs {
+            // Guest text is escaped: it must not smuggle control sequences into the log.
+            tracing::debug!(
+                tool = tool_name,
+                level = line.level,
+                "guest: {}",
+                line.message.escape_debug()
+            );
+        }
         tracing::info!(
             tool = tool_name,
             principal = %principal.id,
