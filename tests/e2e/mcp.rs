@@ -449,3 +449,55 @@ async fn serve_stdio_as_picks_the_principal() {
     let alice = stdio_client_as(&s, Some("alice")).await;
     assert_eq!(tool_names(&alice).await, READ_TOOLS);
 }
+
+const UNHONOURABLE: &str = r#"package portcullis
+import rego.v1
+decision := {"allow": true} if input.action == "list"
+decision := {"allow": true, "grants": {"http": [{"host": "api.example.com"}]}} if {
+	input.action == "call"
+	input.tool.name == "hash"
+}
+decision := {"allow": true, "requires_approval": {"approvers": 2, "reason": "money moves"}} if {
+	input.action == "call"
+	input.tool.name == "json_query"
+}
+decision := {"allow": true, "limits": {"memory_mb": 100000}} if {
+	input.action == "call"
+	input.tool.name == "list_dir"
+}
+"#;
+
+#[tokio::test]
+async fn what_the_runner_cannot_honour_is_denied_never_dropped() {
+    let s = setup(Options {
+        policy: Some(UNHONOURABLE),
+        ..Options::default()
+    });
+    let client = stdio_client(&s).await;
+    let cases = [
+        (
+            "hash",
+            json!({"text": "x"}),
+            "the policy grants http (outbound HTTP is not available in this version)",
+        ),
+        (
+            "json_query",
+            json!({"document": {}, "path": "$"}),
+            "the policy requires approval by 2 approver(s) (money moves), and approvals are not available in this version",
+        ),
+        (
+            "list_dir",
+            json!({}),
+            "the policy's limits exceed the gateway's ceilings for: memory_mb",
+        ),
+    ];
+    for (tool, args, reason) in cases {
+        let result = call(&client, tool, args).await.unwrap();
+        assert_eq!(result.is_error, Some(true), "{tool}");
+        assert_eq!(
+            text(&result),
+            format!("denied by policy: {reason}"),
+            "{tool}"
+        );
+    }
+}
