@@ -475,6 +475,61 @@ async fn guest_blocked_in_a_host_call_hits_the_wall_clock() {
 }
 
 #[tokio::test]
+async fn beyond_the_concurrency_bound_calls_get_a_fast_busy_error() {
+    let runner = Runner::new(portcullis::runner::EngineSettings {
+        max_concurrent: 1,
+        max_memory_bytes: 64 * MIB,
+    })
+    .unwrap();
+    let mut catalog = Catalog::default();
+    for name in ["hostile-sleep", "data"] {
+        catalog
+            .add_file(
+                &runner,
+                &crate::support::component(name),
+                Some(&crate::support::cache_dir()),
+            )
+            .await
+            .unwrap();
+    }
+    let limits = Limits {
+        timeout: Duration::from_millis(1500),
+        ..Limits::default()
+    };
+    let none = Grants::default();
+    let blocker = call(
+        &runner,
+        &catalog,
+        "sleep_forever",
+        json!({}),
+        &none,
+        &limits,
+    );
+    let second = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = Instant::now();
+        let report = call(
+            &runner,
+            &catalog,
+            "hash",
+            json!({"text": "a"}),
+            &none,
+            &limits,
+        )
+        .await;
+        (report, started.elapsed())
+    };
+    let (_, (report, waited)) = tokio::join!(blocker, second);
+    let error = err(&report);
+    assert!(matches!(error, RunError::Busy { max: 1 }), "{error}");
+    assert!(error.to_string().contains("busy"), "{error}");
+    // It did not queue behind the blocker (which holds the slot for 1.5 s).
+    assert!(waited < Duration::from_secs(1), "busy took {waited:?}");
+    // Once the slot is free, calls run again.
+    still_serving(&runner, &catalog).await;
+}
+
+#[tokio::test]
 async fn state_does_not_carry_between_calls() {
     let (runner, catalog) = hostile("hostile-state").await;
     for secret in ["first", "second", "third"] {
