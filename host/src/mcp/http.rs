@@ -30,6 +30,10 @@ use crate::policy::Principal;
 
 type Body = BoxBody<Bytes, Infallible>;
 
+/// How long a client may take to send its request headers, and then its body.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// `sha256:<hex>` of a bearer token, as stored in the configuration.
 pub fn token_hash(token: &str) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(token.as_bytes())))
@@ -132,12 +136,25 @@ impl FrontDoor {
         };
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(principal);
-        let (bytes, complete) = match read_capped(body, self.caps.max_bytes).await {
-            Ok(read) => read,
-            Err(e) => {
+        // The token has done its job; nothing after this point (rmcp, handlers, their logs)
+        // gets to see it.
+        parts.headers.remove(hyper::header::AUTHORIZATION);
+        let read = tokio::time::timeout(BODY_TIMEOUT, read_capped(body, self.caps.max_bytes));
+        let (bytes, complete) = match read.await {
+            Ok(Ok(read)) => read,
+            Ok(Err(e)) => {
                 return plain(
                     StatusCode::BAD_REQUEST,
                     &format!("reading the request body: {e}"),
+                );
+            }
+            Err(_) => {
+                return plain(
+                    StatusCode::REQUEST_TIMEOUT,
+                    &format!(
+                        "the request body did not arrive within {} s",
+                        BODY_TIMEOUT.as_secs()
+                    ),
                 );
             }
         };
@@ -233,7 +250,7 @@ pub async fn serve(gateway: Arc<Gateway>, config: &Config, listener: TcpListener
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
+                .header_read_timeout(HEADER_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
