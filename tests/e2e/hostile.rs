@@ -169,46 +169,58 @@ async fn stdout_flood_is_capped() {
 }
 
 #[tokio::test]
-async fn huge_return_value_hits_the_output_limit() {
+async fn huge_return_values_hit_the_output_or_transfer_limit() {
     let (runner, catalog) = hostile("hostile-big-return").await;
     let limits = Limits {
         output_bytes: MIB,
         ..short_limits()
     };
-    let big = call(
-        &runner,
-        &catalog,
-        "big_return",
-        json!({"bytes": 8 * MIB}),
-        &Grants::default(),
-        &limits,
-    )
-    .await;
-    let error = err(&big);
+    let none = Grants::default();
+    let big_return = |bytes: u64| {
+        call(
+            &runner,
+            &catalog,
+            "big_return",
+            json!({ "bytes": bytes }),
+            &none,
+            &limits,
+        )
+    };
+    // Over the output cap: refused after the copy, naming both sizes.
+    let over = big_return(2 * MIB).await;
+    let error = err(&over);
     assert_eq!(
         limit(error),
         &LimitExceeded::Output {
             limit: MIB,
-            actual: 8 * MIB
+            actual: 2 * MIB
         }
     );
     assert!(
         error
             .to_string()
-            .contains("returned 8 MiB; the limit is 1 MiB"),
+            .contains("returned 2 MiB; the limit is 1 MiB"),
+        "{error}"
+    );
+    // Far over: refused while copying, so the host never allocates it.
+    let huge = big_return(64 * MIB).await;
+    let error = err(&huge);
+    assert!(
+        matches!(
+            limit(error),
+            LimitExceeded::Transfer { .. } | LimitExceeded::Memory { .. }
+        ),
+        "{error}"
+    );
+    let eight = big_return(8 * MIB).await;
+    let error = err(&eight);
+    assert_eq!(limit(error), &LimitExceeded::Transfer { limit: 4 * MIB });
+    assert!(
+        error.to_string().contains("transfer limit reached"),
         "{error}"
     );
     // The same tool under the cap works.
-    let small = call(
-        &runner,
-        &catalog,
-        "big_return",
-        json!({"bytes": 1000}),
-        &Grants::default(),
-        &limits,
-    )
-    .await;
-    assert!(!ok(&small).is_error);
+    assert!(!ok(&big_return(1000).await).is_error);
     still_serving(&runner, &catalog).await;
 }
 

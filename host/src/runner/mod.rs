@@ -34,6 +34,10 @@ use state::{LimitHit, Limiter, StoreState};
 pub const STDIO_CAPACITY: usize = 64 * 1024;
 /// Largest `wasi:random` request a guest may make.
 const MAX_RANDOM_BYTES: u64 = 64 * 1024;
+/// Bytes a guest may pass to the host in one host call (e.g. one `write` of a file).
+const MAX_HOSTCALL_BYTES: usize = 4 * 1024 * 1024;
+/// Live resource handles (files, streams, pollables) per call.
+const MAX_RESOURCES: usize = 1024;
 
 /// A pre-instantiated component, ready for any number of fresh instances.
 pub type Prepared = ToolComponentPre<StoreState>;
@@ -60,6 +64,11 @@ pub enum LimitExceeded {
     Output { limit: u64, actual: u64 },
     #[error("{stream} limit reached: the tool wrote more than {} to {stream}", show_bytes(*.limit))]
     Stdio { stream: &'static str, limit: u64 },
+    #[error(
+        "transfer limit reached: the tool passed more than {} to the host at once (one result or one host call)",
+        show_bytes(*.limit)
+    )]
+    Transfer { limit: u64 },
 }
 
 /// How the tool itself reported failure.
@@ -304,9 +313,11 @@ impl Runner {
         let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
         let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
         let wasi = wasi_context(grants, &stdout, &stderr)?;
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         let state = StoreState {
             wasi,
-            table: ResourceTable::new(),
+            table,
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,
                 table_elements: engine::MAX_TABLE_ELEMENTS,
@@ -317,6 +328,7 @@ impl Runner {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
+        store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
         store
             .set_fuel(limits.fuel)
             .map_err(|e| RunError::Internal(e.into()))?;
@@ -418,6 +430,13 @@ fn classify(
             return LimitExceeded::Table { limit, requested }.into();
         }
         None => {}
+    }
+    // wasmtime's error for exhausted hostcall fuel is private; its message is pinned by a test.
+    if format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted") {
+        return LimitExceeded::Transfer {
+            limit: MAX_HOSTCALL_BYTES as u64,
+        }
+        .into();
     }
     match error.downcast_ref::<Trap>() {
         Some(Trap::OutOfFuel) => return LimitExceeded::Fuel { limit: limits.fuel }.into(),
