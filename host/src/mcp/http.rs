@@ -251,6 +251,8 @@ pub async fn serve(gateway: Arc<Gateway>, config: &Config, listener: TcpListener
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(64 * 1024)
+                .max_headers(64)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
