@@ -345,20 +345,21 @@ async fn call(
         args.to_string()
     };
     let gateway = build_gateway(config).await?;
-    let plan = gateway.plan(&principal, tool, RawArgs::Text(&text), Transport::Cli);
-    let decision = match &plan {
-        Ok(plan) => json!({
-            "allow": plan.decision.allow,
-            "reasons": plan.decision.reasons,
-            "grants": plan.decision.grants,
-            "limits": plan.decision.limits,
-            "plan_hash": plan.plan_hash,
-        }),
-        Err(e) => json!({ "error": e.to_string() }),
-    };
-    let result = gateway
-        .call(&principal, tool, RawArgs::Text(&text), Transport::Cli)
-        .await;
+    // The decision printed is the one that runs: plan once, then execute that plan.
+    let (decision, result) =
+        match gateway.plan(&principal, tool, RawArgs::Text(&text), Transport::Cli) {
+            Ok(plan) => {
+                let decision = json!({
+                    "allow": plan.decision.allow,
+                    "reasons": plan.decision.reasons,
+                    "grants": plan.decision.grants,
+                    "limits": plan.decision.limits,
+                    "plan_hash": plan.plan_hash,
+                });
+                (decision, gateway.execute(&principal, plan).await)
+            }
+            Err(e) => (json!({ "error": e.to_string() }), Err(e)),
+        };
     let ok = matches!(&result, Ok(o) if o.report.outcome.as_ref().is_ok_and(|out| !out.is_error));
     let outcome = match &result {
         Ok(o) => json!({

@@ -300,7 +300,7 @@ impl Gateway {
         }
     }
 
-    /// One governed call.
+    /// One governed call: [`Self::plan`], then [`Self::execute`].
     pub async fn call(
         &self,
         principal: &Principal,
@@ -309,6 +309,16 @@ impl Gateway {
         transport: Transport,
     ) -> Result<CallOutcome, GateError> {
         let plan = self.plan(principal, tool_name, raw, transport)?;
+        self.execute(principal, plan).await
+    }
+
+    /// Gates and runs a plan: exactly what was decided runs, or nothing does.
+    pub async fn execute(
+        &self,
+        principal: &Principal,
+        plan: Plan,
+    ) -> Result<CallOutcome, GateError> {
+        let tool_name = plan.tool.descriptor.name.as_str();
         let limits = match self.gate(&plan.decision) {
             Ok(limits) => limits,
             Err(reasons) => {
