@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use portcullis::catalog::Catalog;
 use portcullis::grants::{FsMode, Grants, Limits, MIB};
-use portcullis::runner::{LimitExceeded, RunError, Runner};
+use portcullis::runner::{LimitExceeded, RunError, RunReport, Runner};
 use serde_json::{Value, json};
 
 use crate::support::{call, dir_grant, err, load, ok, short_limits, structured};
@@ -36,6 +36,19 @@ async fn still_serving(runner: &Runner, catalog: &Catalog) {
         structured(&report)["hex"],
         "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     );
+}
+
+/// Calls `tool` with no grants and short limits: how most attacks are attempted.
+async fn attempt(runner: &Runner, catalog: &Catalog, tool: &str, input: Value) -> RunReport {
+    call(
+        runner,
+        catalog,
+        tool,
+        input,
+        &Grants::default(),
+        &short_limits(),
+    )
+    .await
 }
 
 fn limit(error: &RunError) -> &LimitExceeded {
@@ -127,15 +140,7 @@ async fn memory_bomb_hits_the_memory_limit() {
 #[tokio::test]
 async fn unbounded_recursion_traps_on_the_stack_limit() {
     let (runner, catalog) = hostile("hostile-recursion").await;
-    let report = call(
-        &runner,
-        &catalog,
-        "recurse",
-        json!({}),
-        &Grants::default(),
-        &short_limits(),
-    )
-    .await;
+    let report = attempt(&runner, &catalog, "recurse", json!({})).await;
     let error = err(&report);
     assert!(
         matches!(limit(error), LimitExceeded::Stack { .. }),
@@ -148,15 +153,7 @@ async fn unbounded_recursion_traps_on_the_stack_limit() {
 #[tokio::test]
 async fn stdout_flood_is_capped() {
     let (runner, catalog) = hostile("hostile-stdout").await;
-    let report = call(
-        &runner,
-        &catalog,
-        "flood_stdout",
-        json!({}),
-        &Grants::default(),
-        &short_limits(),
-    )
-    .await;
+    let report = attempt(&runner, &catalog, "flood_stdout", json!({})).await;
     let error = err(&report);
     assert!(
         matches!(limit(error), LimitExceeded::Stdio { stream: "stdout", limit } if *limit == 64 * 1024),
@@ -545,13 +542,11 @@ async fn beyond_the_concurrency_bound_calls_get_a_fast_busy_error() {
 async fn state_does_not_carry_between_calls() {
     let (runner, catalog) = hostile("hostile-state").await;
     for secret in ["first", "second", "third"] {
-        let report = call(
+        let report = attempt(
             &runner,
             &catalog,
             "carry_state",
             json!({ "secret": secret }),
-            &Grants::default(),
-            &short_limits(),
         )
         .await;
         assert_eq!(
@@ -608,15 +603,7 @@ async fn hostile_wat(name: &str) -> (Runner, Catalog, tempfile::TempDir) {
 #[tokio::test]
 async fn table_growth_is_refused_at_the_table_limit() {
     let (runner, catalog, _dir) = hostile_wat("hostile-table").await;
-    let report = call(
-        &runner,
-        &catalog,
-        "grow_table",
-        json!({}),
-        &Grants::default(),
-        &short_limits(),
-    )
-    .await;
+    let report = attempt(&runner, &catalog, "grow_table", json!({})).await;
     let error = err(&report);
     assert!(
         matches!(limit(error), LimitExceeded::Table { requested, .. } if *requested > 1_000_000),
