@@ -1,6 +1,6 @@
 //! The per-call costs that matter, measured: a fresh instance per call versus a reused one,
-//! one policy decision, the whole in-process governed call, and a governed call over stdio
-//! through the real binary.
+//! one policy decision, the whole in-process governed call, and a governed call over stdio and
+//! over HTTP through the real binary.
 //!
 //! Run `scripts/build-tools` first, then `cargo bench -p portcullis --bench pipeline`.
 //! `BENCH_ITERATIONS` scales every loop (default 20000 in process, a tenth of it over stdio).
@@ -275,6 +275,61 @@ fn stdio(n: usize) {
     let _ = child.wait();
 }
 
+/// A governed call over streamable HTTP through the real binary: one keep-alive connection,
+/// sequential requests, bearer token checked on each.
+async fn http(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = bench_config(dir.path());
+    let token = "bench-token-0123456789";
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "tokens = [\"{}\"]\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        portcullis::mcp::http::token_hash(token)
+    ));
+    std::fs::write(&config, text).unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--http"])
+        .env("RUST_LOG", "portcullis=error")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn portcullis");
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
+    let url = loop {
+        let line = lines.next_line().await.unwrap().expect("portcullis exited");
+        if let Some(url) = line.split("streamable HTTP at ").nth(1) {
+            break url.trim().to_string();
+        }
+    };
+    let client = reqwest::Client::new();
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hash","arguments":{"text":"a"}}}"#;
+    let mut times = Vec::with_capacity(n);
+    for i in 0..(n + 200) {
+        let started = Instant::now();
+        let response = client
+            .post(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let text = response.text().await.unwrap();
+        if i >= 200 {
+            times.push(started.elapsed());
+        }
+        assert!(text.contains("\"isError\":false"), "{text}");
+    }
+    report(
+        "governed call over HTTP, keep-alive round trip (real binary)",
+        times,
+    );
+}
+
 fn main() {
     let n = iterations();
     println!(
@@ -288,4 +343,6 @@ fn main() {
     runtime.block_on(in_process(n));
     runtime.block_on(governed(n));
     stdio((n / 10).max(100));
+    let multi = tokio::runtime::Runtime::new().unwrap();
+    multi.block_on(http((n / 10).max(100)));
 }
