@@ -5,7 +5,7 @@ use std::fs;
 use portcullis::catalog::{CacheOutcome, Catalog};
 use portcullis::runner::{EngineSettings, Runner};
 
-use crate::support::component;
+use crate::support::{EXAMPLE_TOOLS, component};
 
 fn runner() -> Runner {
     Runner::new(EngineSettings {
@@ -43,17 +43,7 @@ async fn a_restart_loads_from_the_cache_without_recompiling() {
 
     // Same bytes, same digests, same pinned descriptors.
     let names: Vec<_> = second.tools().map(|t| t.descriptor.name.clone()).collect();
-    assert_eq!(
-        names,
-        [
-            "hash",
-            "json_query",
-            "list_dir",
-            "read_file",
-            "search_text",
-            "write_file"
-        ]
-    );
+    assert_eq!(names, EXAMPLE_TOOLS);
     for tool in first.tools() {
         let again = second.get(&tool.descriptor.name).unwrap();
         assert_eq!(tool.descriptor.digest, again.descriptor.digest);

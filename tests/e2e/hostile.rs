@@ -14,7 +14,7 @@ use portcullis::grants::{FsMode, Grants, Limits, MIB};
 use portcullis::runner::{LimitExceeded, RunError, RunReport, Runner};
 use serde_json::{Value, json};
 
-use crate::support::{call, dir_grant, err, load, ok, short_limits, structured};
+use crate::support::{SHA256_ABC, call, dir_grant, err, load, ok, short_limits, structured};
 
 /// Loads a hostile component together with the `data` example tool.
 async fn hostile(name: &str) -> (Runner, Catalog) {
@@ -32,10 +32,7 @@ async fn still_serving(runner: &Runner, catalog: &Catalog) {
         &Limits::default(),
     )
     .await;
-    assert_eq!(
-        structured(&report)["hex"],
-        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-    );
+    assert_eq!(structured(&report)["hex"], SHA256_ABC);
 }
 
 /// Calls `tool` with no grants and short limits: how most attacks are attempted.

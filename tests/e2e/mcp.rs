@@ -7,8 +7,7 @@ use crate::gateway::{
     ALICE, BOB, Options, ROOT, call, http_client, http_client_without_token, http_server,
     plan_hash, raw_status, setup, stdio_client, stdio_client_as, text, tool_names,
 };
-
-const READ_TOOLS: [&str; 5] = ["hash", "json_query", "list_dir", "read_file", "search_text"];
+use crate::support::{EXAMPLE_TOOLS, READ_TOOLS};
 
 #[tokio::test]
 async fn tools_list_is_filtered_per_principal() {
@@ -17,10 +16,7 @@ async fn tools_list_is_filtered_per_principal() {
     let alice = http_client(&server, ALICE).await;
     assert_eq!(tool_names(&alice).await, READ_TOOLS);
     let bob = http_client(&server, BOB).await;
-    let mut writer_tools = READ_TOOLS.to_vec();
-    writer_tools.push("write_file");
-    writer_tools.sort();
-    assert_eq!(tool_names(&bob).await, writer_tools);
+    assert_eq!(tool_names(&bob).await, EXAMPLE_TOOLS);
 
     // Schemas and annotations come from the component.
     let tools = bob.list_all_tools().await.unwrap();
@@ -34,7 +30,7 @@ async fn tools_list_is_filtered_per_principal() {
 
     // Over stdio the configured principal (bob) sees the same.
     let stdio = stdio_client(&s).await;
-    assert_eq!(tool_names(&stdio).await, writer_tools);
+    assert_eq!(tool_names(&stdio).await, EXAMPLE_TOOLS);
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::gateway::{BOB, Options, binary, http_server, setup};
-use crate::support::root;
+use crate::support::{EXAMPLE_TOOLS, SHA256_ABC, root};
 
 #[tokio::test]
 async fn the_python_sdk_lists_and_calls_over_stdio_and_http() {
@@ -40,23 +40,9 @@ async fn the_python_sdk_lists_and_calls_over_stdio_and_http() {
     for transport in ["stdio", "http"] {
         let t = &seen[transport];
         assert_eq!(t["server"], "portcullis", "{transport}");
-        assert_eq!(
-            t["tools"],
-            json!([
-                "hash",
-                "json_query",
-                "list_dir",
-                "read_file",
-                "search_text",
-                "write_file"
-            ]),
-            "{transport}"
-        );
+        assert_eq!(t["tools"], json!(EXAMPLE_TOOLS), "{transport}");
         assert_eq!(t["ok"]["is_error"], false, "{transport}");
-        assert_eq!(
-            t["ok"]["structured"]["hex"],
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
-        );
+        assert_eq!(t["ok"]["structured"]["hex"], SHA256_ABC);
         assert_eq!(t["denied"]["is_error"], true);
         assert!(
             t["denied"]["text"]

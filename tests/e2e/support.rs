@@ -8,6 +8,22 @@ use portcullis::grants::{FsGrant, FsMode, Grants, Limits};
 use portcullis::runner::{CallOutput, EngineSettings, RunError, RunReport, Runner};
 use serde_json::Value;
 
+/// The tools of the example components, sorted: what a writer sees.
+pub const EXAMPLE_TOOLS: [&str; 6] = [
+    "hash",
+    "json_query",
+    "list_dir",
+    "read_file",
+    "search_text",
+    "write_file",
+];
+
+/// The example tools a reader sees (all but `write_file`).
+pub const READ_TOOLS: [&str; 5] = ["hash", "json_query", "list_dir", "read_file", "search_text"];
+
+/// SHA-256 of "abc", what the `hash` tool must return for it.
+pub const SHA256_ABC: &str = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+
 /// The repository root.
 pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
