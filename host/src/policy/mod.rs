@@ -404,35 +404,27 @@ mod tests {
 
     #[test]
     fn failures_fail_closed_with_a_reason() {
-        let undefined = decide_with(&[(
-            "p.rego",
-            "package portcullis\nimport rego.v1\ndecision := {\"allow\": true} if input.nope\n",
-        )]);
-        assert!(!undefined.allow);
-        assert!(undefined.reasons[0].contains("undefined"), "{undefined:?}");
-
-        let wrong_type = decide_with(&[("p.rego", "package portcullis\ndecision := \"yes\"\n")]);
-        assert!(!wrong_type.allow);
-        assert!(
-            wrong_type.reasons[0].contains("malformed"),
-            "{wrong_type:?}"
-        );
-
-        let typo = decide_with(&[(
-            "p.rego",
-            "package portcullis\ndecision := {\"allow\": true, \"grant\": {}}\n",
-        )]);
-        assert!(!typo.allow);
-        assert!(
-            typo.reasons[0].contains("unknown field `grant`"),
-            "{typo:?}"
-        );
-
-        let error = decide_with(&[(
-            "p.rego",
-            "package portcullis\nimport rego.v1\ndecision := {\"allow\": to_number(\"x\") > 0}\n",
-        )]);
-        assert!(!error.allow, "{error:?}");
+        // (policy, what the denial's reason must mention; "" when any reason will do)
+        let cases = [
+            (
+                "package portcullis\nimport rego.v1\ndecision := {\"allow\": true} if input.nope\n",
+                "undefined",
+            ),
+            ("package portcullis\ndecision := \"yes\"\n", "malformed"),
+            (
+                "package portcullis\ndecision := {\"allow\": true, \"grant\": {}}\n",
+                "unknown field `grant`",
+            ),
+            (
+                "package portcullis\nimport rego.v1\ndecision := {\"allow\": to_number(\"x\") > 0}\n",
+                "",
+            ),
+        ];
+        for (rego, reason) in cases {
+            let decision = decide_with(&[("p.rego", rego)]);
+            assert!(!decision.allow, "{rego}: {decision:?}");
+            assert!(decision.reasons[0].contains(reason), "{rego}: {decision:?}");
+        }
     }
 
     #[test]
