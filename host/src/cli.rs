@@ -186,11 +186,14 @@ fn load_config(cli: &Cli) -> Result<Config> {
     Ok(config)
 }
 
-fn runner_for(config: &Config) -> Result<Runner> {
-    Runner::new(EngineSettings {
+/// The engine and every component in the configured tool directory.
+async fn load_tools(config: &Config) -> Result<(Runner, Catalog)> {
+    let runner = Runner::new(EngineSettings {
         max_concurrent: config.max_concurrent,
         max_memory_bytes: config.ceilings.memory_bytes,
-    })
+    })?;
+    let catalog = Catalog::load(&runner, &config.tools_dir, Some(&config.cache_dir)).await?;
+    Ok((runner, catalog))
 }
 
 fn policy_for(config: &Config, dir: Option<&Path>) -> Result<Policy> {
@@ -210,8 +213,7 @@ fn policy_for(config: &Config, dir: Option<&Path>) -> Result<Policy> {
 pub async fn build_gateway(config: &Config) -> Result<Gateway> {
     std::fs::create_dir_all(&config.workspace)
         .with_context(|| format!("creating the workspace {}", config.workspace.display()))?;
-    let runner = runner_for(config)?;
-    let catalog = Catalog::load(&runner, &config.tools_dir, Some(&config.cache_dir)).await?;
+    let (runner, catalog) = load_tools(config).await?;
     let policy = policy_for(config, None)?;
     Ok(Gateway::new(
         catalog,
@@ -438,8 +440,7 @@ fn policy_command(config: &Config, command: &PolicyCommand) -> Result<ExitCode> 
 }
 
 async fn run_one(config: &Config, args: &RunArgs) -> Result<ExitCode> {
-    let runner = runner_for(config)?;
-    let catalog = Catalog::load(&runner, &config.tools_dir, Some(&config.cache_dir)).await?;
+    let (runner, catalog) = load_tools(config).await?;
     let tool = catalog
         .get(&args.tool)
         .with_context(|| format!("no tool named `{}` (see `portcullis tools`)", args.tool))?;
@@ -504,9 +505,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             principal,
         } => call(&config, tool, args, principal.as_deref()).await,
         Command::Tools { json } => {
-            let runner = runner_for(&config)?;
-            let catalog =
-                Catalog::load(&runner, &config.tools_dir, Some(&config.cache_dir)).await?;
+            let (_runner, catalog) = load_tools(&config).await?;
             if *json {
                 let tools: Vec<_> = catalog
                     .tools()
