@@ -156,6 +156,30 @@ pub struct HttpServer {
     /// Held so that the server is killed when the test ends.
     pub child: Child,
     pub url: String,
+    /// Everything the server wrote to stderr after it started listening.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl HttpServer {
+    /// Waits (up to 10 s) until the server has logged a line containing `text`.
+    pub async fn wait_for_log(&self, text: &str) {
+        for _ in 0..100 {
+            if self
+                .log
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|line| line.contains(text))
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!(
+            "the server never logged {text:?}; it logged {:?}",
+            self.log.lock().unwrap()
+        );
+    }
 }
 
 pub async fn http_server(setup: &Setup) -> HttpServer {
@@ -182,9 +206,15 @@ pub async fn http_server(setup: &Setup) -> HttpServer {
     })
     .await
     .expect("portcullis did not start listening");
-    // Keep draining stderr so the server never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    HttpServer { child, url }
+    // Keep draining stderr so the server never blocks on a full pipe, and keep it for tests.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    HttpServer { child, url, log }
 }
 
 /// An rmcp streamable-HTTP client with `token`.

@@ -361,7 +361,7 @@ async fn sighup_reloads_policy_and_a_broken_reload_keeps_the_last_good_one() {
     // A broken policy: the reload fails and the last good policy stays.
     std::fs::write(&policy_file, "package portcullis\ndecision := {").unwrap();
     hangup(&server);
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    server.wait_for_log("policy reload failed").await;
     assert_eq!(
         hash().await.unwrap().is_error,
         Some(false),
