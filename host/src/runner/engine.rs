@@ -7,14 +7,17 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+use super::admission::Admission;
+
 /// How often the epoch advances; a runaway guest is interrupted within one tick of its deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Engine-wide ceilings. Per-call limits (from policy) must fit under them.
 #[derive(Clone, Copy, Debug)]
 pub struct EngineSettings {
-    /// Instances that may run at once; beyond it a call gets a fast "busy" error.
-    pub max_concurrent: u32,
+    /// How many instances run at once, per principal and in guest memory (the pool is sized
+    /// for `admission.max_concurrent`).
+    pub admission: Admission,
     /// The largest linear memory any instance may have (per-call limits are lower or equal).
     pub max_memory_bytes: u64,
 }
@@ -22,7 +25,7 @@ pub struct EngineSettings {
 impl Default for EngineSettings {
     fn default() -> Self {
         Self {
-            max_concurrent: 32,
+            admission: Admission::for_this_machine(),
             max_memory_bytes: 1024 * crate::grants::MIB,
         }
     }
@@ -44,7 +47,7 @@ pub const MAX_TABLES_PER_COMPONENT: u32 = 8;
 /// Builds the engine: pooling allocator with resident memory reuse, copy-on-write memory
 /// images, fuel, epoch interruption, async support, fixed stack and table limits.
 pub fn build(settings: EngineSettings) -> Result<Engine> {
-    let slots = settings.max_concurrent + 4; // + a few for `describe` at load time
+    let slots = settings.admission.max_concurrent + 4; // + a few for `describe` at load time
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(slots)
         .total_core_instances(slots * MAX_CORE_INSTANCES_PER_COMPONENT)

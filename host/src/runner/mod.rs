@@ -6,21 +6,21 @@
 //! network, no filesystem beyond the granted preopens. The guest's stdout and stderr go to small
 //! bounded buffers (on the stdio transport the real stdout is the protocol).
 
+mod admission;
 pub mod bindings;
 mod engine;
 mod output;
 mod state;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use tokio::sync::Semaphore;
 use wasmtime::component::{Component, Linker, ResourceTable};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
+pub use admission::{Admission, Admitter, Busy, Ticket};
 pub use bindings::ToolComponentPre;
 pub use bindings::portcullis::tool::types::{Annotations, ToolInfo};
 pub use engine::{EPOCH_TICK, EngineSettings};
@@ -34,7 +34,8 @@ use state::{LimitHit, Limiter, StoreState};
 pub const STDIO_CAPACITY: usize = 64 * 1024;
 /// Largest `wasi:random` request a guest may make.
 const MAX_RANDOM_BYTES: u64 = 64 * 1024;
-/// Bytes a guest may pass to the host in one host call (e.g. one `write` of a file).
+/// Bytes a guest may pass to the host in one host call (e.g. one `write` of a file), at least;
+/// the budget grows with the call's output limit so that a legal result always fits.
 const MAX_HOSTCALL_BYTES: usize = 4 * 1024 * 1024;
 /// Live resource handles (files, streams, pollables) per call.
 const MAX_RESOURCES: usize = 1024;
@@ -83,8 +84,8 @@ pub enum ToolFailureKind {
 /// Why a call produced no result.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("busy: {max} calls are already running; try again shortly")]
-    Busy { max: u32 },
+    #[error(transparent)]
+    Busy(#[from] Busy),
     #[error("invalid grant: {0}")]
     Grant(String),
     #[error(transparent)]
@@ -132,7 +133,7 @@ impl RunReport {
 pub struct Runner {
     engine: Engine,
     linker: Linker<StoreState>,
-    permits: Arc<Semaphore>,
+    admitter: Admitter,
     settings: EngineSettings,
 }
 
@@ -154,7 +155,7 @@ impl Runner {
         Ok(Self {
             engine,
             linker,
-            permits: Arc::new(Semaphore::new(settings.max_concurrent as usize)),
+            admitter: Admitter::new(settings.admission),
             settings,
         })
     }
@@ -165,6 +166,12 @@ impl Runner {
 
     pub fn settings(&self) -> EngineSettings {
         self.settings
+    }
+
+    /// Waits, within the configured bound, for room to run one call of `principal` (see
+    /// [`admission`]).
+    pub async fn admit(&self, principal: &str, limits: &Limits) -> Result<Ticket, Busy> {
+        self.admitter.admit(principal, limits.memory_bytes).await
     }
 
     /// Resolves a compiled component's imports against the linker, once.
@@ -201,7 +208,8 @@ impl Runner {
     }
 
     /// Runs tool `name` with `input` (canonical JSON) in a fresh instance that holds exactly
-    /// `grants`, under `limits`.
+    /// `grants`, under `limits`, if there is room right now (for the CLI and tests; the gateway
+    /// admits first, see [`Self::admit`]).
     pub async fn call(
         &self,
         pre: &Prepared,
@@ -210,15 +218,26 @@ impl Runner {
         grants: &Grants,
         limits: &Limits,
     ) -> RunReport {
+        match self.admitter.admit_now(limits.memory_bytes) {
+            Ok(ticket) => {
+                self.call_admitted(ticket, pre, name, input, grants, limits)
+                    .await
+            }
+            Err(busy) => RunReport::failed(busy.into(), Instant::now()),
+        }
+    }
+
+    /// [`Self::call`] for an admitted call; the ticket is given back when the call ends.
+    pub async fn call_admitted(
+        &self,
+        _ticket: Ticket,
+        pre: &Prepared,
+        name: &str,
+        input: &str,
+        grants: &Grants,
+        limits: &Limits,
+    ) -> RunReport {
         let started = Instant::now();
-        let Ok(_permit) = self.permits.clone().try_acquire_owned() else {
-            return RunReport::failed(
-                RunError::Busy {
-                    max: self.settings.max_concurrent,
-                },
-                started,
-            );
-        };
         let (mut store, (stdout, stderr)) = match self.store(grants, limits) {
             Ok(parts) => parts,
             Err(e) => return RunReport::failed(e, started),
@@ -328,15 +347,38 @@ impl Runner {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.set_hostcall_fuel(MAX_HOSTCALL_BYTES);
+        store.set_hostcall_fuel(hostcall_budget(limits));
         store
             .set_fuel(limits.fuel)
             .map_err(|e| RunError::Internal(e.into()))?;
-        let ticks = limits.timeout.as_millis() / EPOCH_TICK.as_millis() + 1;
-        store.set_epoch_deadline(u64::try_from(ticks).unwrap_or(u64::MAX));
-        store.epoch_deadline_trap();
+        // At every epoch tick the guest yields its thread to the scheduler (so spinning guests
+        // never starve other calls), until its deadline, when it traps. The async timeout
+        // around the call covers time spent blocked inside host calls.
+        let deadline = Instant::now() + limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if Instant::now() >= deadline {
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::YieldCustom(
+                    1,
+                    Box::pin(tokio::task::yield_now()),
+                ))
+            }
+        });
         Ok((store, (stdout, stderr)))
     }
+}
+
+/// Bytes the guest may move into the host in one host call or one result: enough for any
+/// result within the output limit (plus encoding overhead), and never less than the floor for
+/// host calls such as a file `write`.
+fn hostcall_budget(limits: &Limits) -> usize {
+    let output = usize::try_from(limits.output_bytes).unwrap_or(usize::MAX);
+    output
+        .saturating_mul(2)
+        .saturating_add(64 * 1024)
+        .max(MAX_HOSTCALL_BYTES)
 }
 
 /// The WASI context for one call: deny by default, then exactly the grants.
@@ -434,7 +476,7 @@ fn classify(
     // wasmtime's error for exhausted hostcall fuel is private; its message is pinned by a test.
     if format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted") {
         return LimitExceeded::Transfer {
-            limit: MAX_HOSTCALL_BYTES as u64,
+            limit: hostcall_budget(limits) as u64,
         }
         .into();
     }
