@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod gate;
 pub mod grants;
+pub mod ijson;
 pub mod mcp;
 pub mod policy;
 pub mod runner;

@@ -52,7 +52,16 @@
 //! - Each call starts from a fresh instance: globals and statics never carry over between calls.
 //! - Limits (fuel, memory, wall-clock time, output size) are set by the operator's policy; hitting
 //!   one ends the call with an error that names the limit.
+//! - Mark a top-level string field that names a path inside a granted directory with
+//!   `#[schemars(extend("x-portcullis-path" = true))]` ([`PATH_KEYWORD`]). The gateway then gives
+//!   it one spelling before policy sees it — `.` segments and repeated `/` removed, absolute
+//!   paths and `..` refused with a clear error — and your tool receives exactly that value.
+//! - If you declare [`Tool::output_schema`], successful results must carry structured output
+//!   that matches it; the gateway turns anything else into a tool error.
 #![warn(missing_docs)]
+
+/// The JSON Schema keyword that marks an input field as a workspace path (see the crate docs).
+pub const PATH_KEYWORD: &str = "x-portcullis-path";
 
 use std::fmt::Display;
 

@@ -72,6 +72,24 @@ fn parse_schema(tool: &str, which: &str, text: &str) -> Result<Value, String> {
     Ok(value)
 }
 
+/// The schema keyword that marks a string input field as a workspace path.
+pub const PATH_KEYWORD: &str = "x-portcullis-path";
+
+/// Names of the top-level properties marked with [`PATH_KEYWORD`].
+pub fn path_fields(schema: &Value) -> Vec<String> {
+    schema
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|properties| {
+            properties
+                .iter()
+                .filter(|(_, p)| p.get(PATH_KEYWORD) == Some(&Value::Bool(true)))
+                .map(|(name, _)| name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// Checks a raw descriptor from `describe()`; errors name the tool and what is wrong.
 pub fn check(info: ToolInfo) -> Result<Descriptor, String> {
     let name = info.name;

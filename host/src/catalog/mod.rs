@@ -38,6 +38,11 @@ pub struct ToolEntry {
     pub component: Arc<LoadedComponent>,
     /// The input schema, compiled once.
     pub validator: jsonschema::Validator,
+    /// The declared output schema, compiled once: structured output must match it.
+    pub output_validator: Option<jsonschema::Validator>,
+    /// Top-level input fields marked as workspace paths (`"x-portcullis-path": true`): the gate
+    /// normalises them before policy and tool see them.
+    pub path_fields: Vec<String>,
 }
 
 /// Everything loaded from the tool directory.
@@ -106,6 +111,13 @@ impl Catalog {
             }
             let validator = jsonschema::validator_for(&descriptor.input_schema)
                 .map_err(|e| anyhow::anyhow!("tool `{}`: input schema: {e}", descriptor.name))?;
+            let output_validator = descriptor
+                .output_schema
+                .as_ref()
+                .map(jsonschema::validator_for)
+                .transpose()
+                .map_err(|e| anyhow::anyhow!("tool `{}`: output schema: {e}", descriptor.name))?;
+            let path_fields = descriptor::path_fields(&descriptor.input_schema);
             if let Some(existing) = self.tools.get(&descriptor.name) {
                 bail!(
                     "tool name `{}` is offered by both `{}` ({}) and `{}` ({}); tool names must be unique",
@@ -130,6 +142,8 @@ impl Catalog {
                 descriptor,
                 component: loaded.clone(),
                 validator,
+                output_validator,
+                path_fields,
             });
         }
         for tool in new_tools {

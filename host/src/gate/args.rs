@@ -17,6 +17,12 @@ pub enum ArgsError {
     NotJson(String),
     #[error("the arguments must be a JSON object, not {0}")]
     NotAnObject(&'static str),
+    #[error(
+        "the integer {value} at {at} is outside ±2^53 (9007199254740992), where JSON numbers stop being exact; send it as a string"
+    )]
+    InexactInteger { at: String, value: String },
+    #[error("`{field}` is a workspace path: {problem}")]
+    Path { field: String, problem: String },
 }
 
 /// Caps applied to every call's arguments.
@@ -94,7 +100,106 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn finish(value: Value, caps: ArgsCaps) -> Result<Arguments, ArgsError> {
+/// The largest integer every JSON implementation represents exactly (I-JSON, RFC 7493).
+const MAX_EXACT: u64 = 1 << 53;
+
+/// Refuses integers that policy (Rego numbers) and the tool could read as different values.
+fn check_exact(value: &Value, at: &mut String) -> Result<(), ArgsError> {
+    match value {
+        Value::Number(n) => {
+            let inexact = match (n.as_u64(), n.as_i64()) {
+                (Some(u), _) => u > MAX_EXACT,
+                (None, Some(i)) => i.unsigned_abs() > MAX_EXACT,
+                // A float: one IEEE double, the same on every side.
+                (None, None) => false,
+            };
+            if inexact {
+                return Err(ArgsError::InexactInteger {
+                    at: if at.is_empty() {
+                        "/".into()
+                    } else {
+                        at.clone()
+                    },
+                    value: n.to_string(),
+                });
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = at.len();
+                at.push_str(&format!("/{i}"));
+                check_exact(item, at)?;
+                at.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                let len = at.len();
+                at.push('/');
+                at.push_str(key);
+                check_exact(item, at)?;
+                at.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The one spelling of a workspace-relative path: `.` segments and repeated or trailing `/`
+/// removed; absolute paths, `..` and control characters refused. `""` and `"."` become `"."`.
+pub fn normalize_path(path: &str) -> Result<String, String> {
+    if path.starts_with('/') {
+        return Err(format!(
+            "`{}` is absolute; give a path relative to the workspace",
+            path.escape_debug()
+        ));
+    }
+    if path.chars().any(char::is_control) {
+        return Err("it contains control characters".into());
+    }
+    let mut parts = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(format!(
+                    "`{}` uses `..`; paths stay inside the workspace",
+                    path.escape_debug()
+                ));
+            }
+            part => parts.push(part),
+        }
+    }
+    Ok(if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    })
+}
+
+fn normalize_paths(value: &mut Value, fields: &[String]) -> Result<(), ArgsError> {
+    let Value::Object(map) = value else {
+        return Ok(());
+    };
+    for field in fields {
+        if let Some(Value::String(path)) = map.get_mut(field) {
+            *path = normalize_path(path).map_err(|problem| ArgsError::Path {
+                field: field.clone(),
+                problem,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn finish(
+    mut value: Value,
+    caps: ArgsCaps,
+    path_fields: &[String],
+) -> Result<Arguments, ArgsError> {
     if !value.is_object() {
         return Err(ArgsError::NotAnObject(kind(&value)));
     }
@@ -104,6 +209,8 @@ fn finish(value: Value, caps: ArgsCaps) -> Result<Arguments, ArgsError> {
             limit: caps.max_depth,
         });
     }
+    check_exact(&value, &mut String::new())?;
+    normalize_paths(&mut value, path_fields)?;
     let canonical = serde_json_canonicalizer::to_string(&value)
         .map_err(|e| ArgsError::NotJson(e.to_string()))?;
     if canonical.len() > caps.max_bytes {
@@ -115,8 +222,13 @@ fn finish(value: Value, caps: ArgsCaps) -> Result<Arguments, ArgsError> {
     Ok(Arguments { value, canonical })
 }
 
-/// From raw JSON text (CLI, tests): the byte and depth caps apply before parsing.
-pub fn from_text(text: &str, caps: ArgsCaps) -> Result<Arguments, ArgsError> {
+/// From raw JSON text (CLI, tests): the byte and depth caps apply before parsing; duplicate keys
+/// are refused. `path_fields` are normalised (see [`normalize_path`]).
+pub fn from_text(
+    text: &str,
+    caps: ArgsCaps,
+    path_fields: &[String],
+) -> Result<Arguments, ArgsError> {
     if text.len() > caps.max_bytes {
         return Err(ArgsError::TooLarge {
             limit: caps.max_bytes,
@@ -128,16 +240,18 @@ pub fn from_text(text: &str, caps: ArgsCaps) -> Result<Arguments, ArgsError> {
             limit: caps.max_depth,
         });
     }
+    crate::ijson::check_unique_keys(text.as_bytes()).map_err(ArgsError::NotJson)?;
     let value: Value = serde_json::from_str(text).map_err(|e| ArgsError::NotJson(e.to_string()))?;
-    finish(value, caps)
+    finish(value, caps, path_fields)
 }
 
 /// From the object an MCP transport already parsed (its own byte caps applied first).
 pub fn from_object(
     object: Option<Map<String, Value>>,
     caps: ArgsCaps,
+    path_fields: &[String],
 ) -> Result<Arguments, ArgsError> {
-    finish(Value::Object(object.unwrap_or_default()), caps)
+    finish(Value::Object(object.unwrap_or_default()), caps, path_fields)
 }
 
 /// `sha256:` over the canonical JSON of everything that defines what will run.
@@ -177,9 +291,10 @@ mod tests {
         let a = from_text(
             r#"{"b": 1, "a": [1.0, "x"], "c": {"z": null, "y": true}}"#,
             CAPS,
+            &[],
         )
         .unwrap();
-        let b = from_text(r#"{"c":{"y":true,"z":null},"a":[1,"x"],"b":1}"#, CAPS).unwrap();
+        let b = from_text(r#"{"c":{"y":true,"z":null},"a":[1,"x"],"b":1}"#, CAPS, &[]).unwrap();
         assert_eq!(
             a.canonical,
             r#"{"a":[1,"x"],"b":1,"c":{"y":true,"z":null}}"#
@@ -199,21 +314,24 @@ mod tests {
     fn caps_apply_before_parsing() {
         let deep = format!("{}{}", "[".repeat(100), "]".repeat(100));
         assert_eq!(
-            from_text(&deep, CAPS).unwrap_err(),
+            from_text(&deep, CAPS, &[]).unwrap_err(),
             ArgsError::TooDeep { limit: 8 }
         );
         let big = format!(r#"{{"s": "{}"}}"#, "x".repeat(2000));
         assert!(matches!(
-            from_text(&big, CAPS),
+            from_text(&big, CAPS, &[]),
             Err(ArgsError::TooLarge { limit: 1024, .. })
         ));
         // Brackets inside strings do not count.
-        assert!(from_text(&format!(r#"{{"s": "{}"}}"#, "[".repeat(100)), CAPS).is_ok());
+        assert!(from_text(&format!(r#"{{"s": "{}"}}"#, "[".repeat(100)), CAPS, &[]).is_ok());
         assert_eq!(
-            from_text("[1]", CAPS).unwrap_err(),
+            from_text("[1]", CAPS, &[]).unwrap_err(),
             ArgsError::NotAnObject("an array")
         );
-        assert!(matches!(from_text("{", CAPS), Err(ArgsError::NotJson(_))));
+        assert!(matches!(
+            from_text("{", CAPS, &[]),
+            Err(ArgsError::NotJson(_))
+        ));
     }
 
     #[test]
@@ -226,9 +344,62 @@ mod tests {
             unreachable!()
         };
         assert_eq!(
-            from_object(Some(map), CAPS).unwrap_err(),
+            from_object(Some(map), CAPS, &[]).unwrap_err(),
             ArgsError::TooDeep { limit: 8 }
         );
-        assert_eq!(from_object(None, CAPS).unwrap().canonical, "{}");
+        assert_eq!(from_object(None, CAPS, &[]).unwrap().canonical, "{}");
+    }
+
+    #[test]
+    fn integers_beyond_2_53_are_refused_wherever_they_are() {
+        for text in [
+            r#"{"n": 9007199254740993}"#,
+            r#"{"a": [1, {"b": -9007199254740993}]}"#,
+            r#"{"n": 18446744073709551615}"#,
+        ] {
+            let error = from_text(text, CAPS, &[]).unwrap_err();
+            assert!(
+                matches!(error, ArgsError::InexactInteger { .. }),
+                "{text}: {error}"
+            );
+            assert!(error.to_string().contains("send it as a string"), "{error}");
+        }
+        assert!(from_text(r#"{"n": 9007199254740992, "f": 1.5e300}"#, CAPS, &[]).is_ok());
+        let error = from_text(r#"{"a": {"b": [0, 9007199254740993]}}"#, CAPS, &[]).unwrap_err();
+        assert!(error.to_string().contains("/a/b/1"), "{error}");
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused() {
+        let error =
+            from_text(r#"{"path": "ok.txt", "path": ".git/config"}"#, CAPS, &[]).unwrap_err();
+        assert!(
+            error.to_string().contains("duplicate key `path`"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn workspace_paths_have_one_spelling() {
+        let fields = ["path".to_string()];
+        for (given, normal) in [
+            ("./.git//config", ".git/config"),
+            ("././a/./b/", "a/b"),
+            ("", "."),
+            (".", "."),
+            ("a//b", "a/b"),
+        ] {
+            let args = from_text(&json!({"path": given}).to_string(), CAPS, &fields).unwrap();
+            assert_eq!(args.value["path"], normal, "{given}");
+            assert_eq!(args.canonical, json!({"path": normal}).to_string());
+        }
+        for bad in ["/etc/passwd", "a/../../b", "..", "a/\\u0000b"] {
+            let text = format!(r#"{{"path": "{bad}"}}"#);
+            let error = from_text(&text, CAPS, &fields).unwrap_err();
+            assert!(matches!(error, ArgsError::Path { .. }), "{bad}: {error}");
+        }
+        // Fields that are not marked are left alone.
+        let args = from_text(r#"{"other": "./x"}"#, CAPS, &fields).unwrap();
+        assert_eq!(args.value["other"], "./x");
     }
 }

@@ -6,6 +6,7 @@
 //! exactly what the decision granted.
 
 pub mod args;
+mod output;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,6 +50,9 @@ pub enum GateError {
         reasons: Vec<String>,
         plan_hash: String,
     },
+    /// No room to run the call within the admission wait: retry shortly.
+    #[error(transparent)]
+    Busy(#[from] crate::runner::Busy),
     /// The call ran and failed; `report.outcome` holds the error.
     #[error("{}", run_error(report))]
     Run {
@@ -172,12 +176,12 @@ impl Gateway {
         }
     }
 
-    fn may_list(&self, principal: &Principal, tool: &ToolEntry, context: &RequestContext) -> bool {
+    fn may_list(&self, principal: &Principal, tool: ToolFacts, context: &RequestContext) -> bool {
         let input = PolicyInput {
             version: INPUT_VERSION,
             action: Action::List,
             principal,
-            tool: facts(tool),
+            tool,
             args: None,
             plan_hash: None,
             environment: &self.settings.environment,
@@ -195,16 +199,42 @@ impl Gateway {
         let context = self.context(transport);
         self.catalog
             .tools()
-            .filter(|tool| self.may_list(principal, tool, &context))
+            .filter(|tool| self.may_list(principal, facts(tool), &context))
             .cloned()
             .collect()
     }
 
+    /// The tool `name` if it exists and `principal` may see it. A tool the principal may not
+    /// see and a tool that does not exist are refused the same way, at the same cost: one
+    /// `list` evaluation (for a missing tool, about a tool of that name with no component).
+    fn visible_tool(
+        &self,
+        principal: &Principal,
+        name: &str,
+        context: &RequestContext,
+    ) -> Result<Arc<ToolEntry>, GateError> {
+        let found = self.catalog.get(name);
+        let tool_facts = found.map_or_else(
+            || ToolFacts {
+                name: name.to_string(),
+                component: String::new(),
+                digest: String::new(),
+                descriptor_digest: String::new(),
+                annotations: Default::default(),
+            },
+            |tool| facts(tool),
+        );
+        let visible = self.may_list(principal, tool_facts, context);
+        match found {
+            Some(tool) if visible => Ok(tool.clone()),
+            _ => Err(GateError::UnknownTool(name.to_string())),
+        }
+    }
+
     /// Looks up, validates, hashes and decides, without running: what `call` would do.
     ///
-    /// A tool the principal may not list (policy action `list`) is reported as unknown whenever
-    /// the call does not go ahead — bad arguments or a denial — so nothing reveals that it
-    /// exists. An allowed call costs one policy evaluation; `list` is only consulted on failure.
+    /// Authorised twice: the principal must be allowed to see the tool (policy action `list`)
+    /// before anything about the call is looked at, and the call itself is then decided.
     pub fn plan(
         &self,
         principal: &Principal,
@@ -213,25 +243,16 @@ impl Gateway {
         transport: Transport,
     ) -> Result<Plan, GateError> {
         let context = self.context(transport);
-        let unknown = || GateError::UnknownTool(tool_name.to_string());
-        let tool = self.catalog.get(tool_name).ok_or_else(unknown)?.clone();
-        let hidden = || !self.may_list(principal, &tool, &context);
-        let checked = match raw {
-            RawArgs::Text(text) => args::from_text(text, self.settings.args),
-            RawArgs::Object(object) => args::from_object(object, self.settings.args),
-        };
-        let arguments = match checked {
-            Ok(arguments) => arguments,
-            Err(_) if hidden() => return Err(unknown()),
-            Err(e) => return Err(e.into()),
-        };
+        let tool = self.visible_tool(principal, tool_name, &context)?;
+        let arguments = match raw {
+            RawArgs::Text(text) => args::from_text(text, self.settings.args, &tool.path_fields),
+            RawArgs::Object(object) => {
+                args::from_object(object, self.settings.args, &tool.path_fields)
+            }
+        }?;
         let problems = schema_problems(&tool, &arguments.value);
         if !problems.is_empty() {
-            return Err(if hidden() {
-                unknown()
-            } else {
-                GateError::Schema(problems)
-            });
+            return Err(GateError::Schema(problems));
         }
         let plan_hash = args::plan_hash(
             &tool.descriptor.name,
@@ -251,9 +272,6 @@ impl Gateway {
             context: &context,
         };
         let decision = self.policy.decide(&input);
-        if !decision.allow && hidden() {
-            return Err(unknown());
-        }
         Ok(Plan {
             tool,
             arguments,
@@ -322,16 +340,19 @@ impl Gateway {
         let limits = match self.gate(&plan.decision) {
             Ok(limits) => limits,
             Err(reasons) => {
-                tracing::info!(tool = tool_name, principal = %principal.id, plan = %plan.plan_hash, ?reasons, "denied");
+                // Reasons can quote arguments: they go to the agent (and the audit trail), not the log.
+                tracing::info!(tool = tool_name, principal = %principal.id, plan = %plan.plan_hash, reasons = reasons.len(), "denied");
                 return Err(GateError::Denied {
                     reasons,
                     plan_hash: plan.plan_hash,
                 });
             }
         };
-        let report = self
+        let ticket = self.runner.admit(&principal.id, &limits).await?;
+        let mut report = self
             .runner
-            .call(
+            .call_admitted(
+                ticket,
                 &plan.tool.component.prepared,
                 &plan.tool.descriptor.name,
                 &plan.arguments.canonical,
@@ -339,15 +360,7 @@ impl Gateway {
                 &limits,
             )
             .await;
-        for line in &report.logs {
-            // Guest text is escaped: it must not smuggle control sequences into the log.
-            tracing::debug!(
-                tool = tool_name,
-                level = line.level,
-                "guest: {}",
-                line.message.escape_debug()
-            );
-        }
+        output::enforce_schema(&plan.tool, &mut report);
         tracing::info!(
             tool = tool_name,
             principal = %principal.id,

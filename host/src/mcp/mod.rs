@@ -163,6 +163,14 @@ pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, 
             vec![ContentBlock::text(error.to_string())],
         )
         .with_meta(meta(Some(plan_hash), None))),
+        Err(error @ GateError::Busy(_)) => {
+            let mut meta = Map::new();
+            meta.insert("portcullis/retry_after_ms".into(), json!(1000));
+            Ok(
+                CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+                    .with_meta(Some(MetaObject(meta))),
+            )
+        }
         Err(
             ref error @ GateError::Run {
                 ref plan_hash,

@@ -141,6 +141,10 @@ pub fn check(message: &[u8], caps: MessageCaps) -> Verdict {
         );
         return Verdict::Refuse(refusal(message, &problem));
     }
+    if let Err(duplicate) = crate::ijson::check_unique_keys(message) {
+        let problem = format!("the message has a {duplicate}; every key must appear once");
+        return Verdict::Refuse(refusal(message, &problem));
+    }
     Verdict::Pass
 }
 
@@ -213,6 +217,28 @@ mod tests {
         assert_eq!(
             check(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, CAPS),
             Verdict::Pass
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_before_parsing() {
+        let m = br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"t","arguments":{"path":"a","path":".git/config"}}}"#;
+        let Verdict::Refuse(Some(response)) = check(
+            m,
+            MessageCaps {
+                max_bytes: 4096,
+                max_depth: 8,
+            },
+        ) else {
+            panic!("not refused")
+        };
+        let v: Value = serde_json::from_str(&response).unwrap();
+        assert_eq!(v["result"]["isError"], true);
+        assert!(
+            v["result"]["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .contains("duplicate key `path`")
         );
     }
 }

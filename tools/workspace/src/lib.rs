@@ -60,6 +60,7 @@ fn default_dot() -> String {
 #[serde(deny_unknown_fields)]
 struct ReadFileInput {
     /// File path relative to the workspace.
+    #[schemars(extend("x-portcullis-path" = true))]
     path: String,
     /// Byte offset to start reading at.
     #[serde(default)]
@@ -118,6 +119,7 @@ impl Tool for ReadFile {
 #[serde(deny_unknown_fields)]
 struct ListDirInput {
     /// Directory relative to the workspace (default: the workspace itself).
+    #[schemars(extend("x-portcullis-path" = true))]
     #[serde(default = "default_dot")]
     path: String,
     /// List subdirectories too (symlinks are listed, never followed).
@@ -216,6 +218,7 @@ struct SearchTextInput {
     query: String,
     /// File or directory to search, relative to the workspace (default: everything).
     #[serde(default = "default_dot")]
+    #[schemars(extend("x-portcullis-path" = true))]
     path: String,
     /// Match case exactly (default true).
     #[serde(default = "yes")]
@@ -359,6 +362,7 @@ enum WriteMode {
 #[serde(deny_unknown_fields)]
 struct WriteFileInput {
     /// File path relative to the workspace.
+    #[schemars(extend("x-portcullis-path" = true))]
     path: String,
     /// The text to write.
     content: String,
