@@ -2,10 +2,20 @@
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the stderr logger; `RUST_LOG` overrides the default `portcullis=info`.
+/// Crates that log whole protocol messages (tool arguments and results) below this level; they
+/// are capped here whatever `RUST_LOG` says, because arguments never reach the log.
+const CAPPED: &[&str] = &["rmcp=warn", "hyper=info", "h2=info"];
+
+/// Installs the stderr logger; `RUST_LOG` overrides the default `portcullis=info`, except for
+/// the [`CAPPED`] crates.
 pub fn init() {
-    let filter =
+    let mut filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("portcullis=info"));
+    for directive in CAPPED {
+        if let Ok(directive) = directive.parse() {
+            filter = filter.add_directive(directive);
+        }
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -10,6 +10,8 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -21,18 +23,24 @@ use rmcp::transport::streamable_http_server::session::never::NeverSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use super::Handler;
 use super::precheck::{self, MessageCaps, Verdict};
-use crate::config::Config;
+use crate::config::{Config, HttpConfig};
 use crate::gate::{Gateway, Transport};
 use crate::policy::Principal;
 
 type Body = BoxBody<Bytes, Infallible>;
 
 /// How long a client may take to send its request headers, and then its body.
-const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Back-off after a failed accept, doubling up to the maximum.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// At most one accept-error line per interval (the rest are counted).
+const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// `sha256:<hex>` of a bearer token, as stored in the configuration.
 pub fn token_hash(token: &str) -> String {
@@ -104,21 +112,45 @@ impl FrontDoor {
         }
     }
 
-    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
-        let host = request
-            .headers()
-            .get(hyper::header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
-        if !self.host_allowed(&host) {
-            return plain(StatusCode::FORBIDDEN, "forbidden: Host not allowed");
+    /// The one check of where a request comes from (DNS rebinding, cross-origin browsers):
+    /// exactly one `Host`, in the allowed list; at most one `Origin`, in the allowed list;
+    /// an origin-form request target (`/mcp`), never an absolute URL that would name another
+    /// authority than the `Host` header. Nothing behind this checks again.
+    fn check_origin(&self, request: &Request<Incoming>) -> Result<(), (StatusCode, &'static str)> {
+        let uri = request.uri();
+        if uri.scheme().is_some() || uri.authority().is_some() {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "bad request: the request target must be a path such as /mcp, not an absolute URL",
+            ));
         }
-        if let Some(origin) = request.headers().get(hyper::header::ORIGIN) {
-            let origin = origin.to_str().unwrap_or_default();
-            if !self.allowed_origins.iter().any(|o| o == origin) {
-                return plain(StatusCode::FORBIDDEN, "forbidden: Origin not allowed");
+        let mut hosts = request.headers().get_all(hyper::header::HOST).iter();
+        let (Some(host), None) = (hosts.next(), hosts.next()) else {
+            return Err((
+                StatusCode::BAD_REQUEST,
+                "bad request: send exactly one Host header",
+            ));
+        };
+        if !host.to_str().is_ok_and(|host| self.host_allowed(host)) {
+            return Err((StatusCode::FORBIDDEN, "forbidden: Host not allowed"));
+        }
+        let mut origins = request.headers().get_all(hyper::header::ORIGIN).iter();
+        match (origins.next(), origins.next()) {
+            (None, _) => Ok(()),
+            (Some(origin), None)
+                if origin
+                    .to_str()
+                    .is_ok_and(|origin| self.allowed_origins.iter().any(|o| o == origin)) =>
+            {
+                Ok(())
             }
+            _ => Err((StatusCode::FORBIDDEN, "forbidden: Origin not allowed")),
+        }
+    }
+
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        if let Err((status, message)) = self.check_origin(&request) {
+            return plain(status, message);
         }
         if request.uri().path() != "/mcp" {
             return plain(StatusCode::NOT_FOUND, "not found: the MCP endpoint is /mcp");
@@ -216,10 +248,10 @@ pub async fn serve(gateway: Arc<Gateway>, config: &Config, listener: TcpListener
     let mut mcp_config = StreamableHttpServerConfig::default();
     mcp_config.legacy_session_mode = false;
     mcp_config.json_response = true;
-    mcp_config.allowed_hosts = config.http.allowed_hosts.clone();
-    mcp_config.allowed_origins = config.http.allowed_origins.clone();
     mcp_config.max_request_body_bytes = caps.max_bytes;
-    let mcp_config = mcp_config.enforce_origin_validation();
+    // Host and Origin are checked once, by `FrontDoor::check_origin`; a second check with
+    // other rules would only hide a gap in the first from the tests.
+    let mcp_config = mcp_config.disable_allowed_hosts().disable_allowed_origins();
     let factory_gateway = gateway.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(Handler::new(factory_gateway.clone(), None, Transport::Http)),
@@ -234,30 +266,153 @@ pub async fn serve(gateway: Arc<Gateway>, config: &Config, listener: TcpListener
         caps,
         mcp,
     });
+    accept_loop(listener, door, &config.http).await
+}
+
+/// Accepts connections, at most `max_connections` at once. Accept errors (out of file
+/// descriptors, say) back off instead of spinning, and are logged once per interval.
+async fn accept_loop(listener: TcpListener, door: Arc<FrontDoor>, http: &HttpConfig) -> Result<()> {
+    let open = Arc::new(Semaphore::new(http.max_connections));
+    let idle_timeout = http.idle_timeout;
+    let mut backoff = ACCEPT_BACKOFF_MIN;
+    let mut last_logged: Option<Instant> = None;
+    let mut suppressed = 0u64;
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                backoff = ACCEPT_BACKOFF_MIN;
+                accepted
+            }
             Err(e) => {
-                tracing::warn!("accept failed: {e}");
+                if last_logged.is_none_or(|at| at.elapsed() >= ACCEPT_LOG_INTERVAL) {
+                    tracing::warn!(
+                        suppressed,
+                        "accept failed, backing off {} ms: {e}",
+                        backoff.as_millis()
+                    );
+                    last_logged = Some(Instant::now());
+                    suppressed = 0;
+                } else {
+                    suppressed += 1;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tokio::spawn(refuse_busy(stream));
+            continue;
+        };
         let door = door.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request| {
-                let door = door.clone();
-                async move { Ok::<_, Infallible>(door.handle(request).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(64 * 1024)
-                .max_headers(64)
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!(%peer, "connection ended: {e}");
-            }
+            serve_connection(door, stream, idle_timeout).await;
+            drop(permit);
+            tracing::trace!(%peer, "connection closed");
         });
+    }
+}
+
+/// Answers a connection over the limit with 503 and `Retry-After`, then closes it.
+async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    const MESSAGE: &str = "busy: too many open connections; retry shortly\n";
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: text/plain\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{MESSAGE}",
+        MESSAGE.len()
+    );
+    let _ = tokio::time::timeout(
+        Duration::from_secs(1),
+        stream.write_all(response.as_bytes()),
+    )
+    .await;
+}
+
+/// Serves one connection; closes it once it has had no request in flight for `idle_timeout`.
+async fn serve_connection(
+    door: Arc<FrontDoor>,
+    stream: tokio::net::TcpStream,
+    idle_timeout: Duration,
+) {
+    let activity = Activity::new();
+    let tracker = activity.clone();
+    let service = hyper::service::service_fn(move |request| {
+        let door = door.clone();
+        let tracker = tracker.clone();
+        async move {
+            let _busy = tracker.begin();
+            Ok::<_, Infallible>(door.handle(request).await)
+        }
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .max_buf_size(64 * 1024)
+        .max_headers(64)
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    let check = (idle_timeout / 4).max(Duration::from_millis(50));
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(e) = result {
+                    tracing::debug!("connection ended: {e}");
+                }
+                return;
+            }
+            () = tokio::time::sleep(check) => {
+                if activity.idle_for() >= idle_timeout {
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// Requests in flight on one connection, and when the last one ended.
+struct Activity {
+    in_flight: AtomicUsize,
+    /// Milliseconds after `opened` when a request last ended (0: none yet).
+    last_ms: AtomicU64,
+    opened: Instant,
+}
+
+impl Activity {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            in_flight: AtomicUsize::new(0),
+            last_ms: AtomicU64::new(0),
+            opened: Instant::now(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn begin(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        InFlight(self.clone())
+    }
+
+    fn idle_for(&self) -> Duration {
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.last_ms.load(Ordering::SeqCst)),
+        )
+    }
+}
+
+/// Marks a request in flight until dropped.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.last_ms.store(self.0.now_ms(), Ordering::SeqCst);
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
 }

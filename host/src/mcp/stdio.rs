@@ -142,7 +142,9 @@ fn read_input<R: Read>(
                         None
                     }
                     Err(e) => {
-                        tracing::debug!("ignoring a message that is not JSON-RPC: {e}");
+                        // The parser's message can quote the input: it goes back to the
+                        // client, never to the log.
+                        tracing::debug!("refused a message that is not JSON-RPC");
                         precheck::invalid(text, &format!("not a valid JSON-RPC message: {e}"))
                     }
                 }
