@@ -189,7 +189,7 @@ fn load_config(cli: &Cli) -> Result<Config> {
 /// The engine and every component in the configured tool directory.
 async fn load_tools(config: &Config) -> Result<(Runner, Catalog)> {
     let runner = Runner::new(EngineSettings {
-        max_concurrent: config.max_concurrent,
+        admission: config.admission,
         max_memory_bytes: config.ceilings.memory_bytes,
     })?;
     let catalog = Catalog::load(&runner, &config.tools_dir, Some(&config.cache_dir)).await?;
@@ -206,6 +206,7 @@ fn policy_for(config: &Config, dir: Option<&Path>) -> Result<Policy> {
             "workspace": config.workspace.display().to_string(),
             "environment": config.environment,
         }),
+        config.policy_limits,
     )
 }
 
@@ -420,9 +421,20 @@ fn policy_command(config: &Config, command: &PolicyCommand) -> Result<ExitCode> 
                     .with_context(|| format!("reading {}", input.display()))?
             };
             serde_json::from_str::<serde_json::Value>(&text).context("the input is not JSON")?;
-            match policy.evaluate_json(&text) {
+            let started = std::time::Instant::now();
+            let result = policy.evaluate_json(&text);
+            let evaluation = json!({
+                "engine": "interpreter (strict)",
+                "elapsed_us": started.elapsed().as_micros() as u64,
+                "limits": policy.limits(),
+            });
+            match result {
                 Ok(decision) => {
-                    out(serde_json::to_string_pretty(&decision)?);
+                    let mut printed = serde_json::to_value(&decision)?;
+                    if let Some(object) = printed.as_object_mut() {
+                        object.insert("evaluation".into(), evaluation);
+                    }
+                    out(serde_json::to_string_pretty(&printed)?);
                     Ok(if decision.allow {
                         ExitCode::SUCCESS
                     } else {
@@ -430,7 +442,7 @@ fn policy_command(config: &Config, command: &PolicyCommand) -> Result<ExitCode> 
                     })
                 }
                 Err(e) => {
-                    let failure = json!({"allow": false, "error": format!("{e:#}")});
+                    let failure = json!({"allow": false, "error": format!("{e:#}"), "evaluation": evaluation});
                     out(serde_json::to_string_pretty(&failure)?);
                     Ok(ExitCode::FAILURE)
                 }

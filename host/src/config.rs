@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
@@ -13,7 +14,8 @@ use serde_json::{Map, Value};
 
 use crate::gate::ArgsCaps;
 use crate::grants::{Limits, parse_bytes, parse_duration};
-use crate::policy::Principal;
+use crate::policy::{EvalLimits, Principal};
+use crate::runner::Admission;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -46,6 +48,10 @@ struct LimitsFile {
     max_concurrent: Option<u32>,
     max_args: Option<String>,
     max_args_depth: Option<usize>,
+    max_per_principal: Option<u32>,
+    max_total_memory: Option<String>,
+    admission_wait: Option<String>,
+    policy_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +67,8 @@ struct HttpFile {
     allowed_hosts: Option<Vec<String>>,
     allowed_origins: Option<Vec<String>>,
     anonymous: Option<String>,
+    max_connections: Option<usize>,
+    idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +101,10 @@ pub struct HttpConfig {
     pub allowed_origins: Vec<String>,
     /// The principal for requests without a token; `None` means such requests get 401.
     pub anonymous: Option<String>,
+    /// Open connections at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// A connection with no request in flight for this long is closed.
+    pub idle_timeout: Duration,
 }
 
 /// The resolved configuration.
@@ -109,7 +121,8 @@ pub struct Config {
     pub workspace: PathBuf,
     pub default_limits: Limits,
     pub ceilings: Limits,
-    pub max_concurrent: u32,
+    pub admission: Admission,
+    pub policy_limits: EvalLimits,
     pub args: ArgsCaps,
     pub stdio_principal: String,
     pub http: HttpConfig,
@@ -122,6 +135,61 @@ fn check_hash(principal: &str, hash: &str) -> Result<()> {
         bail!(
             "principals.{principal}.tokens: `{hash}` is not `sha256:` followed by 64 hex digits (make one with `portcullis token`)"
         );
+    }
+    Ok(())
+}
+
+/// Admission settings from `[limits]`, defaulting from the machine's cores.
+fn admission(l: &LimitsFile, ceilings: &Limits, defaults: &Limits) -> Result<Admission> {
+    let machine = Admission::for_this_machine();
+    let max_concurrent = l.max_concurrent.unwrap_or(machine.max_concurrent);
+    if max_concurrent == 0 || max_concurrent > 1000 {
+        bail!("limits.max_concurrent must be between 1 and 1000");
+    }
+    let max_per_principal = l
+        .max_per_principal
+        .unwrap_or_else(|| (max_concurrent / 2).max(1));
+    if max_per_principal == 0 || max_per_principal > max_concurrent {
+        bail!(
+            "limits.max_per_principal must be between 1 and limits.max_concurrent ({max_concurrent})"
+        );
+    }
+    let max_total_memory = match &l.max_total_memory {
+        Some(v) => parse_bytes(v).map_err(|e| anyhow!("limits.max_total_memory: {e}"))?,
+        None => u64::from(max_concurrent).saturating_mul(defaults.memory_bytes),
+    };
+    if max_total_memory < ceilings.memory_bytes {
+        bail!(
+            "limits.max_total_memory must be at least limits.max_memory, so that one call at the ceiling can run"
+        );
+    }
+    let wait = match &l.admission_wait {
+        Some(v) => parse_duration(v).map_err(|e| anyhow!("limits.admission_wait: {e}"))?,
+        None => machine.wait,
+    };
+    if wait > Duration::from_secs(60) {
+        bail!("limits.admission_wait must be at most 60s");
+    }
+    Ok(Admission {
+        max_concurrent,
+        max_per_principal,
+        max_total_memory,
+        wait,
+    })
+}
+
+/// Refuses a token hash configured twice (for one principal or two): which principal it would
+/// authenticate as must never depend on the order of the file.
+fn check_unique_tokens(principals: &BTreeMap<String, PrincipalConfig>) -> Result<()> {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (name, p) in principals {
+        for hash in &p.token_hashes {
+            if let Some(other) = seen.insert(hash.to_ascii_lowercase(), name) {
+                bail!(
+                    "the token hash `{hash}` is configured for both principals.{other} and principals.{name}; each token must name one principal"
+                );
+            }
+        }
     }
     Ok(())
 }
@@ -198,9 +266,16 @@ impl Config {
         if args.max_depth == 0 || args.max_depth > 100 {
             bail!("limits.max_args_depth must be between 1 and 100");
         }
-        let max_concurrent = l.max_concurrent.unwrap_or(32);
-        if max_concurrent == 0 || max_concurrent > 1000 {
-            bail!("limits.max_concurrent must be between 1 and 1000");
+        let admission = admission(l, &ceilings, &default_limits)?;
+        let policy_limits = EvalLimits {
+            timeout: time(
+                "policy_timeout",
+                &l.policy_timeout,
+                EvalLimits::default().timeout,
+            )?,
+        };
+        if policy_limits.timeout.is_zero() || policy_limits.timeout > Duration::from_secs(10) {
+            bail!("limits.policy_timeout must be between 1ms and 10s");
         }
 
         let principals: BTreeMap<String, PrincipalConfig> = match file.principals {
@@ -230,6 +305,7 @@ impl Config {
                 },
             )]),
         };
+        check_unique_tokens(&principals)?;
         let stdio_principal = file.stdio.principal.unwrap_or_else(|| "local".into());
         let http = HttpConfig {
             listen: file
@@ -247,7 +323,21 @@ impl Config {
                 .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]),
             allowed_origins: file.http.allowed_origins.unwrap_or_default(),
             anonymous: file.http.anonymous,
+            max_connections: file.http.max_connections.unwrap_or(1024),
+            idle_timeout: file
+                .http
+                .idle_timeout
+                .as_deref()
+                .map_or(Ok(Duration::from_secs(60)), |v| {
+                    parse_duration(v).map_err(|e| anyhow!("http.idle_timeout: {e}"))
+                })?,
         };
+        if http.max_connections == 0 || http.max_connections > 100_000 {
+            bail!("http.max_connections must be between 1 and 100000");
+        }
+        if http.idle_timeout.is_zero() {
+            bail!("http.idle_timeout must be more than 0");
+        }
         for (key, name) in [
             ("stdio.principal", Some(&stdio_principal)),
             ("http.anonymous", http.anonymous.as_ref()),
@@ -273,7 +363,8 @@ impl Config {
                 .unwrap_or_else(|| ".portcullis/workspace".into())),
             default_limits,
             ceilings,
-            max_concurrent,
+            admission,
+            policy_limits,
             args,
             stdio_principal,
             http,
@@ -340,6 +431,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("stdio.principal") && e.contains("ghost"), "{e}");
+        // The same token (hex case aside) for two principals.
+        let h = "ab".repeat(32);
+        let e = load(&format!(
+            "[principals.a]\ntokens = [\"sha256:{h}\"]\n[principals.b]\ntokens = [\"sha256:{}\"]\n",
+            h.to_ascii_uppercase()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("principals.a") && e.contains("principals.b") && e.contains("one principal"),
+            "{e}"
+        );
+        let e = load(&format!(
+            "[principals.a]\ntokens = [\"sha256:{h}\", \"sha256:{h}\"]\n",
+            h = "cd".repeat(32)
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("one principal"), "{e}");
+        let e = load("[limits]\nmax_per_principal = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.max_per_principal"), "{e}");
+        let e = load("[limits]\nmax_total_memory = \"64MiB\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("limits.max_total_memory"), "{e}");
         let e = load("[limits]\nmemory = \"1GiB\"\n")
             .unwrap_err()
             .to_string();

@@ -9,7 +9,7 @@ use crate::support::{EXAMPLE_TOOLS, component};
 
 fn runner() -> Runner {
     Runner::new(EngineSettings {
-        max_concurrent: 2,
+        admission: crate::support::admission(2),
         max_memory_bytes: 64 * 1024 * 1024,
     })
     .unwrap()
@@ -54,8 +54,8 @@ async fn a_restart_loads_from_the_cache_without_recompiling() {
     assert_eq!(second.components()[0].digest, expected);
 
     // A corrupt artifact is recompiled, not trusted.
-    for entry in fs::read_dir(cache.path()).unwrap() {
-        fs::write(entry.unwrap().path(), b"garbage").unwrap();
+    for path in artifacts(cache.path()) {
+        fs::write(path, b"garbage").unwrap();
     }
     let third = Catalog::load(&runner(), tools.path(), Some(cache.path()))
         .await
@@ -65,6 +65,79 @@ async fn a_restart_loads_from_the_cache_without_recompiling() {
             .components()
             .iter()
             .all(|c| c.cache == CacheOutcome::Compiled)
+    );
+}
+
+/// The compiled artifacts in a cache directory (not its key).
+fn artifacts(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut found: Vec<_> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "cwasm"))
+        .collect();
+    found.sort();
+    found
+}
+
+async fn load_one(tools: &std::path::Path, cache: &std::path::Path) -> Catalog {
+    Catalog::load(&runner(), tools, Some(cache)).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_cached_artifact_is_loaded_only_when_bound_to_its_component() {
+    use std::os::unix::fs::PermissionsExt;
+    let cache = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = ["data", "workspace"]
+        .iter()
+        .map(|name| {
+            let dir = tempfile::tempdir().unwrap();
+            fs::copy(component(name), dir.path().join(format!("{name}.wasm"))).unwrap();
+            dir
+        })
+        .collect();
+    load_one(dirs[0].path(), cache.path()).await;
+    let data_artifact = artifacts(cache.path());
+    load_one(dirs[1].path(), cache.path()).await;
+    let workspace_artifact: Vec<_> = artifacts(cache.path())
+        .into_iter()
+        .filter(|p| !data_artifact.contains(p))
+        .collect();
+    assert_eq!((data_artifact.len(), workspace_artifact.len()), (1, 1));
+
+    // An attacker puts `data`'s compiled code under `workspace`'s file name: it must not be
+    // served under workspace's pinned digest.
+    fs::copy(&data_artifact[0], &workspace_artifact[0]).unwrap();
+    let swapped = load_one(dirs[1].path(), cache.path()).await;
+    assert_eq!(swapped.components()[0].cache, CacheOutcome::Compiled);
+    assert!(swapped.get("read_file").is_some() && swapped.get("hash").is_none());
+
+    // One flipped byte in the code is refused too.
+    let mut bytes = fs::read(&data_artifact[0]).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    fs::write(&data_artifact[0], &bytes).unwrap();
+    assert_eq!(
+        load_one(dirs[0].path(), cache.path()).await.components()[0].cache,
+        CacheOutcome::Compiled
+    );
+    assert_eq!(
+        load_one(dirs[0].path(), cache.path()).await.components()[0].cache,
+        CacheOutcome::Hit,
+        "the recompiled artifact is cached again"
+    );
+
+    // A cache directory others can write is not used at all, valid artifacts or not.
+    fs::set_permissions(cache.path(), fs::Permissions::from_mode(0o777)).unwrap();
+    assert_eq!(
+        load_one(dirs[0].path(), cache.path()).await.components()[0].cache,
+        CacheOutcome::Disabled
+    );
+    fs::set_permissions(cache.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    // The key decides: with a new key every old artifact is refused.
+    fs::remove_file(cache.path().join("key")).unwrap();
+    assert_eq!(
+        load_one(dirs[0].path(), cache.path()).await.components()[0].cache,
+        CacheOutcome::Compiled
     );
 }
 

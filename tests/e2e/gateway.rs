@@ -32,6 +32,8 @@ pub struct Setup {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     pub workspace: PathBuf,
+    /// `RUST_LOG` for the servers started from this setup.
+    pub rust_log: String,
 }
 
 /// What a setup contains.
@@ -43,6 +45,10 @@ pub struct Options<'a> {
     pub environment: &'a str,
     /// `http.anonymous`: the principal of requests without a token.
     pub anonymous: Option<&'a str>,
+    /// More lines for the `[limits]` and `[http]` tables.
+    pub limits_extra: &'a str,
+    pub http_extra: &'a str,
+    pub rust_log: &'a str,
 }
 
 impl Default for Options<'_> {
@@ -53,6 +59,9 @@ impl Default for Options<'_> {
             stdio_principal: "bob",
             environment: "dev",
             anonymous: None,
+            limits_extra: "",
+            http_extra: "",
+            rust_log: "portcullis=warn",
         }
     }
 }
@@ -88,12 +97,16 @@ cache_dir = "{cache}"
 policy_dir = "{policy}"
 workspace = "workspace"
 
+[limits]
+{limits_extra}
+
 [stdio]
 principal = "{stdio}"
 
 [http]
 listen = "127.0.0.1:0"
 {anonymous}
+{http_extra}
 
 [principals.alice]
 roles = ["reader"]
@@ -115,6 +128,8 @@ tokens = ["{root}"]
             .anonymous
             .map(|name| format!("anonymous = \"{name}\""))
             .unwrap_or_default(),
+        limits_extra = options.limits_extra,
+        http_extra = options.http_extra,
         alice = token_hash(ALICE),
         bob = token_hash(BOB),
         root = token_hash(ROOT),
@@ -124,6 +139,7 @@ tokens = ["{root}"]
         dir,
         config,
         workspace,
+        rust_log: options.rust_log.to_string(),
     }
 }
 
@@ -144,7 +160,7 @@ pub async fn stdio_client_as(setup: &Setup, principal: Option<&str>) -> Client {
         .arg(&setup.config)
         .args(["serve", "--stdio"])
         .args(principal.map(|p| ["--as", p]).into_iter().flatten())
-        .env("RUST_LOG", "portcullis=warn");
+        .env("RUST_LOG", &setup.rust_log);
     let transport = TokioChildProcess::new(command).expect("spawn portcullis");
     ().serve(transport)
         .await
@@ -187,7 +203,7 @@ pub async fn http_server(setup: &Setup) -> HttpServer {
         .arg("--config")
         .arg(&setup.config)
         .args(["serve", "--http"])
-        .env("RUST_LOG", "portcullis=warn")
+        .env("RUST_LOG", &setup.rust_log)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -246,7 +262,7 @@ pub async fn tool_names(client: &Client) -> Vec<String> {
 
 /// Calls `tool` with `args` (a JSON object).
 pub async fn call(
-    client: &Client,
+    client: &rmcp::Peer<RoleClient>,
     tool: &str,
     args: Value,
 ) -> Result<CallToolResult, rmcp::ServiceError> {
@@ -305,4 +321,35 @@ pub async fn raw_status(server: &HttpServer, headers: &[(&str, &str)], body: &st
         .nth(1)
         .and_then(|code| code.parse().ok())
         .unwrap_or_else(|| panic!("no status line in {response:?}"))
+}
+
+/// Sends `request` (a whole raw HTTP/1.1 request) and returns the whole response as text.
+pub async fn raw_http(server: &HttpServer, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;
+    String::from_utf8_lossy(&response).into_owned()
+}
+
+/// A POST of `body` to /mcp with a good Host and `extra` header lines (each ending in CRLF).
+pub fn post(server: &HttpServer, token: &str, extra: &str, body: &str) -> String {
+    format!(
+        "POST /mcp HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {token}\r\n{extra}\
+         content-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        server.addr(),
+        body.len()
+    )
+}
+
+impl HttpServer {
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        self.url
+            .trim_start_matches("http://")
+            .trim_end_matches("/mcp")
+            .to_string()
+    }
 }

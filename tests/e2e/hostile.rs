@@ -108,6 +108,13 @@ async fn times_out_at_the_deadline(component: &str, tool: &str) {
     );
     assert!(error.to_string().contains("300 ms"), "{error}");
     assert!(elapsed < Duration::from_secs(3), "took {elapsed:?}");
+    // Fuel used is what ran before the deadline: neither nothing nor the whole budget.
+    assert!(
+        report.fuel_used < limits.fuel,
+        "fuel_used {} of {}",
+        report.fuel_used,
+        limits.fuel
+    );
     still_serving(&runner, &catalog).await;
 }
 
@@ -470,7 +477,7 @@ async fn guest_blocked_in_a_host_call_hits_the_wall_clock() {
 #[tokio::test]
 async fn beyond_the_concurrency_bound_calls_get_a_fast_busy_error() {
     let runner = Runner::new(portcullis::runner::EngineSettings {
-        max_concurrent: 1,
+        admission: crate::support::admission(1),
         max_memory_bytes: 64 * MIB,
     })
     .unwrap();
@@ -514,8 +521,13 @@ async fn beyond_the_concurrency_bound_calls_get_a_fast_busy_error() {
     };
     let (_, (report, waited)) = tokio::join!(blocker, second);
     let error = err(&report);
-    assert!(matches!(error, RunError::Busy { max: 1 }), "{error}");
-    assert!(error.to_string().contains("busy"), "{error}");
+    assert!(matches!(error, RunError::Busy(_)), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains("busy: 1 calls are already running"),
+        "{error}"
+    );
     // It did not queue behind the blocker (which holds the slot for 1.5 s).
     assert!(waited < Duration::from_secs(1), "busy took {waited:?}");
     // Once the slot is free, calls run again.
@@ -605,7 +617,7 @@ fn every_hostile_component_has_a_test() {
     for entry in fs::read_dir(root.join("tools")).unwrap() {
         let name = entry.unwrap().file_name().to_string_lossy().into_owned();
         // Every test loads its component by its quoted name.
-        if name.starts_with("hostile-") && !source.contains(&format!("(\"{name}\"")) {
+        if name.starts_with("hostile-") && !source.contains(&format!("\"{name}\"")) {
             missing.push(name);
         }
     }
@@ -620,4 +632,34 @@ fn every_hostile_component_has_a_test() {
         missing.is_empty(),
         "hostile components without a test: {missing:?}"
     );
+}
+
+/// Allows every call; the hostile component's tool included.
+const ALLOW_ALL: &str = "package portcullis\nimport rego.v1\ndecision := {\"allow\": true}\n";
+
+#[tokio::test]
+async fn output_that_breaks_its_declared_schema_is_a_tool_error() {
+    use crate::gateway::{Options, call, setup, stdio_client, text};
+    let s = setup(Options {
+        components: &["hostile-output", "data"],
+        policy: Some(ALLOW_ALL),
+        ..Options::default()
+    });
+    let client = stdio_client(&s).await;
+    for how in ["wrong_type", "missing"] {
+        let result = call(&client, "lying_output", json!({ "how": how }))
+            .await
+            .unwrap_or_else(|e| panic!("{how}: the client rejected the response: {e}"));
+        assert_eq!(result.is_error, Some(true), "{how}");
+        assert!(result.structured_content.is_none(), "{how}");
+        assert!(
+            text(&result).contains("does not match its declared output schema"),
+            "{how}: {}",
+            text(&result)
+        );
+    }
+    let honest = call(&client, "lying_output", json!({"how": "honest"}))
+        .await
+        .unwrap();
+    assert_eq!(honest.structured_content, Some(json!({"count": 3})));
 }

@@ -7,6 +7,7 @@
 mod catalog;
 mod cli;
 mod examples;
+mod failclosed;
 mod gateway;
 mod hostile;
 mod mcp;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use portcullis::catalog::Catalog;
 use portcullis::grants::{FsGrant, FsMode, Grants, Limits};
-use portcullis::runner::{CallOutput, EngineSettings, RunError, RunReport, Runner};
+use portcullis::runner::{Admission, CallOutput, EngineSettings, RunError, RunReport, Runner};
 use serde_json::Value;
 
 /// The tools of the example components, sorted: what a writer sees.
@@ -56,10 +56,20 @@ pub fn cache_dir() -> PathBuf {
     root().join(".portcullis").join("test-cache")
 }
 
+/// Admission for `max_concurrent` instances, all of them open to one principal.
+pub fn admission(max_concurrent: u32) -> Admission {
+    Admission {
+        max_concurrent,
+        max_per_principal: max_concurrent,
+        max_total_memory: u64::from(max_concurrent) * 256 * 1024 * 1024,
+        wait: Duration::from_millis(100),
+    }
+}
+
 /// A runner with a small pool, and a catalog of the named components.
 pub async fn load(names: &[&str]) -> (Runner, Catalog) {
     let runner = Runner::new(EngineSettings {
-        max_concurrent: 4,
+        admission: admission(4),
         max_memory_bytes: 256 * 1024 * 1024,
     })
     .expect("runner");
@@ -85,15 +95,23 @@ pub async fn call(
     let entry = catalog
         .get(tool)
         .unwrap_or_else(|| panic!("no tool {tool}"));
-    runner
-        .call(
+    // Every call has a bound of its own: a limit that stops holding fails the test with a
+    // message instead of hanging the suite.
+    let bound = limits.timeout + Duration::from_secs(20);
+    tokio::time::timeout(
+        bound,
+        runner.call(
             &entry.component.prepared,
             tool,
             &input.to_string(),
             grants,
             limits,
-        )
-        .await
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        panic!("{tool} was still running {bound:?} after it started: a limit did not hold")
+    })
 }
 
 /// The successful output of a report, or a panic that shows the error.
