@@ -493,3 +493,91 @@ async fn the_plan_hash_binds_tool_digest_arguments_principal_and_environment() {
         }
     }
 }
+
+/// CPU seconds (user + system) `pid` has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+#[tokio::test]
+async fn out_of_file_descriptors_the_accept_loop_backs_off() {
+    use std::process::Stdio;
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let s = setup(Options::default());
+    // The gateway gets 64 file descriptors; the test opens more connections than that.
+    let mut child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg("ulimit -n 64 && exec \"$0\" \"$@\"")
+        .arg(crate::gateway::binary())
+        .arg("--config")
+        .arg(&s.config)
+        .args(["serve", "--http"])
+        .env("RUST_LOG", "portcullis=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let pid = child.id().unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if let Some(url) = line.split("streamable HTTP at http://").nth(1) {
+                return url.trim().trim_end_matches("/mcp").to_string();
+            }
+        }
+        panic!("the gateway exited before listening");
+    })
+    .await
+    .unwrap();
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sink = log.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(line)) = lines.next_line().await {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    let mut held = Vec::new();
+    for _ in 0..100 {
+        if let Ok(stream) = tokio::net::TcpStream::connect(&addr).await {
+            held.push(stream);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = cpu_seconds(pid);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_seconds(pid) - before;
+    assert!(used < 0.5, "the accept loop spun: {used} s of CPU in 2 s");
+    let failures = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("accept failed"))
+        .count();
+    assert!(
+        (1..=2).contains(&failures),
+        "accept failures logged {failures} times: {:?}",
+        log.lock().unwrap()
+    );
+    // Once descriptors are free again, the gateway serves.
+    drop(held);
+    let server = crate::gateway::HttpServer {
+        child,
+        url: format!("http://{addr}/mcp"),
+        log,
+    };
+    let client = tokio::time::timeout(Duration::from_secs(20), http_client(&server, ALICE))
+        .await
+        .expect("the gateway did not serve again");
+    let result = call(&client, "hash", json!({"text": "abc"})).await.unwrap();
+    assert_eq!(result.structured_content.unwrap()["hex"], SHA256_ABC);
+}
