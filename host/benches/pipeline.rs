@@ -196,7 +196,10 @@ async fn governed(n: usize) {
         decide.push(started.elapsed());
         assert!(decision.allow);
     }
-    report("policy decision (regorus RVM, default policy)", decide);
+    report(
+        "policy decision (regorus interpreter, strict, default policy)",
+        decide,
+    );
 
     let Value::Object(map) = json!({"text": "a"}) else {
         unreachable!()
@@ -224,6 +227,35 @@ async fn governed(n: usize) {
         "governed call in process (validate+hash+decide+run)",
         pipeline,
     );
+
+    // Refusing a tool that does not exist and one the principal may not see: the same work.
+    let reader = portcullis::policy::Principal {
+        id: "reader".into(),
+        roles: vec!["reader".into()],
+        claims: Default::default(),
+        authenticated_by: "cli",
+    };
+    let write_args = json!({"path": "a.txt", "content": "x"});
+    for (name, tool) in [
+        ("refusal: unknown tool", "no_such_tool"),
+        ("refusal: tool hidden from the principal", "write_file"),
+    ] {
+        let Value::Object(map) = write_args.clone() else {
+            unreachable!()
+        };
+        let mut times = Vec::with_capacity(n);
+        for _ in 0..n {
+            let args = RawArgs::Object(Some(map.clone()));
+            let started = Instant::now();
+            let refused = gateway.plan(&reader, tool, args, Transport::Cli);
+            times.push(started.elapsed());
+            assert!(matches!(
+                refused,
+                Err(portcullis::gate::GateError::UnknownTool(_))
+            ));
+        }
+        report(name, times);
+    }
 }
 
 fn stdio(n: usize) {
@@ -330,6 +362,114 @@ async fn http(n: usize) {
     );
 }
 
+/// Lets every principal call everything; `spin` burns fuel until its 2 s deadline.
+const SPIN_POLICY: &str = "package portcullis\nimport rego.v1\n\
+decision := {\"allow\": true, \"limits\": {\"fuel\": 20000000000, \"timeout_ms\": 2000}} if input.tool.name == \"spin\"\n\
+decision := {\"allow\": true} if input.tool.name != \"spin\"\n";
+
+/// A trivial call's latency over HTTP while 4 × cores guests of another principal spin.
+async fn fairness(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let tools = dir.path().join("tools");
+    let policies = dir.path().join("policies");
+    std::fs::create_dir_all(&tools).unwrap();
+    std::fs::create_dir_all(&policies).unwrap();
+    std::fs::copy(tools_dir().join("data.wasm"), tools.join("data.wasm")).unwrap();
+    let spin = root().join(".portcullis/hostile/hostile-loop.wasm");
+    std::fs::copy(&spin, tools.join("hostile-loop.wasm")).unwrap();
+    std::fs::write(policies.join("p.rego"), SPIN_POLICY).unwrap();
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let config = dir.path().join("portcullis.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "tools_dir = \"tools\"\ncache_dir = \"{}\"\npolicy_dir = \"policies\"\n\
+             [limits]\nmax_concurrent = {}\nmax_per_principal = {}\n\
+             [http]\nlisten = \"127.0.0.1:0\"\n\
+             [principals.spinner]\ntokens = [\"{}\"]\n[principals.other]\ntokens = [\"{}\"]\n",
+            root().join(".portcullis/cache").display(),
+            cores * 8,
+            cores * 4,
+            portcullis::mcp::http::token_hash("spinner-token-0123456789"),
+            portcullis::mcp::http::token_hash("other-token-0123456789"),
+        ),
+    )
+    .unwrap();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .arg("--config")
+        .arg(&config)
+        .args(["serve", "--http"])
+        .env("RUST_LOG", "portcullis=error")
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn portcullis");
+    let mut lines =
+        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
+    let url = loop {
+        let line = lines.next_line().await.unwrap().expect("portcullis exited");
+        if let Some(url) = line.split("streamable HTTP at ").nth(1) {
+            break url.trim().to_string();
+        }
+    };
+    let post = |client: reqwest::Client, url: String, token: &'static str, body: &'static str| async move {
+        client
+            .post(&url)
+            .header("authorization", format!("Bearer {token}"))
+            .header("content-type", "application/json")
+            .header("accept", "application/json, text/event-stream")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    };
+    let hash = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hash","arguments":{"text":"a"}}}"#;
+    let spin_call =
+        r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"spin","arguments":{}}}"#;
+    let client = reqwest::Client::new();
+    let measure = |label: &'static str| {
+        let client = client.clone();
+        let url = url.clone();
+        async move {
+            let mut times = Vec::with_capacity(n);
+            for _ in 0..n {
+                let started = Instant::now();
+                let text = post(client.clone(), url.clone(), "other-token-0123456789", hash).await;
+                times.push(started.elapsed());
+                assert!(text.contains("\"isError\":false"), "{text}");
+            }
+            report(label, times);
+        }
+    };
+    measure("trivial call over HTTP, unloaded").await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..cores * 4)
+        .map(|_| {
+            let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    post(
+                        client.clone(),
+                        url.clone(),
+                        "spinner-token-0123456789",
+                        spin_call,
+                    )
+                    .await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    measure("trivial call over HTTP, 4 x cores guests of another principal spinning").await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for spinner in spinners {
+        let _ = spinner.await;
+    }
+}
+
 fn main() {
     let n = iterations();
     println!(
@@ -345,4 +485,5 @@ fn main() {
     stdio((n / 10).max(100));
     let multi = tokio::runtime::Runtime::new().unwrap();
     multi.block_on(http((n / 10).max(100)));
+    multi.block_on(fairness((n / 20).max(100)));
 }

@@ -156,6 +156,17 @@ fn facts(tool: &ToolEntry) -> ToolFacts {
     }
 }
 
+/// The facts about a tool that does not exist, for refusing it the way a hidden one is refused.
+fn placeholder(name: &str) -> ToolFacts {
+    ToolFacts {
+        name: name.to_string(),
+        component: String::new(),
+        digest: String::new(),
+        descriptor_digest: String::new(),
+        annotations: Default::default(),
+    }
+}
+
 impl Gateway {
     pub fn new(catalog: Catalog, policy: Policy, runner: Runner, settings: GateSettings) -> Self {
         Self {
@@ -204,37 +215,13 @@ impl Gateway {
             .collect()
     }
 
-    /// The tool `name` if it exists and `principal` may see it. A tool the principal may not
-    /// see and a tool that does not exist are refused the same way, at the same cost: one
-    /// `list` evaluation (for a missing tool, about a tool of that name with no component).
-    fn visible_tool(
-        &self,
-        principal: &Principal,
-        name: &str,
-        context: &RequestContext,
-    ) -> Result<Arc<ToolEntry>, GateError> {
-        let found = self.catalog.get(name);
-        let tool_facts = found.map_or_else(
-            || ToolFacts {
-                name: name.to_string(),
-                component: String::new(),
-                digest: String::new(),
-                descriptor_digest: String::new(),
-                annotations: Default::default(),
-            },
-            |tool| facts(tool),
-        );
-        let visible = self.may_list(principal, tool_facts, context);
-        match found {
-            Some(tool) if visible => Ok(tool.clone()),
-            _ => Err(GateError::UnknownTool(name.to_string())),
-        }
-    }
-
     /// Looks up, validates, hashes and decides, without running: what `call` would do.
     ///
-    /// Authorised twice: the principal must be allowed to see the tool (policy action `list`)
-    /// before anything about the call is looked at, and the call itself is then decided.
+    /// A tool the principal may not list (policy action `list`) is reported as unknown whenever
+    /// the call does not go ahead — bad arguments or a denial — so nothing reveals that it
+    /// exists. A tool that does not exist goes through the same steps (with a placeholder for
+    /// the tool: no schema, no component) before it is reported unknown, so both refusals cost
+    /// the same. An allowed call costs one policy evaluation; `list` is consulted on failure.
     pub fn plan(
         &self,
         principal: &Principal,
@@ -243,20 +230,30 @@ impl Gateway {
         transport: Transport,
     ) -> Result<Plan, GateError> {
         let context = self.context(transport);
-        let tool = self.visible_tool(principal, tool_name, &context)?;
-        let arguments = match raw {
-            RawArgs::Text(text) => args::from_text(text, self.settings.args, &tool.path_fields),
-            RawArgs::Object(object) => {
-                args::from_object(object, self.settings.args, &tool.path_fields)
-            }
-        }?;
-        let problems = schema_problems(&tool, &arguments.value);
-        if !problems.is_empty() {
-            return Err(GateError::Schema(problems));
+        let found = self.catalog.get(tool_name);
+        let tool_facts = found.map_or_else(|| placeholder(tool_name), |tool| facts(tool));
+        let no_paths = Vec::new();
+        let path_fields = found.map_or(&no_paths, |tool| &tool.path_fields);
+        // Whether the refusal must say "unknown tool" (and the `list` evaluation it costs).
+        let unknown = || {
+            let visible = self.may_list(principal, tool_facts.clone(), &context);
+            (found.is_none() || !visible).then(|| GateError::UnknownTool(tool_name.to_string()))
+        };
+        let checked = match raw {
+            RawArgs::Text(text) => args::from_text(text, self.settings.args, path_fields),
+            RawArgs::Object(object) => args::from_object(object, self.settings.args, path_fields),
+        };
+        let arguments = match checked {
+            Ok(arguments) => arguments,
+            Err(e) => return Err(unknown().unwrap_or(e.into())),
+        };
+        let problems = found.map(|tool| schema_problems(tool, &arguments.value));
+        if let Some(problems) = problems.filter(|p| !p.is_empty()) {
+            return Err(unknown().unwrap_or(GateError::Schema(problems)));
         }
         let plan_hash = args::plan_hash(
-            &tool.descriptor.name,
-            &tool.component.digest,
+            &tool_facts.name,
+            &tool_facts.digest,
             &arguments.value,
             &principal.id,
             &self.settings.environment,
@@ -265,13 +262,25 @@ impl Gateway {
             version: INPUT_VERSION,
             action: Action::Call,
             principal,
-            tool: facts(&tool),
+            tool: tool_facts.clone(),
             args: Some(&arguments.value),
             plan_hash: Some(&plan_hash),
             environment: &self.settings.environment,
             context: &context,
         };
         let decision = self.policy.decide(&input);
+        let tool = match found {
+            Some(tool) if decision.allow => tool.clone(),
+            _ => {
+                if let Some(refusal) = unknown() {
+                    return Err(refusal);
+                }
+                // Known and visible, but denied: the gate reports the policy's reasons.
+                found
+                    .cloned()
+                    .ok_or_else(|| GateError::UnknownTool(tool_name.to_string()))?
+            }
+        };
         Ok(Plan {
             tool,
             arguments,
