@@ -139,6 +139,7 @@ async fn in_process(n: usize) {
             host: ws.path().canonicalize().unwrap(),
             guest: "/workspace".into(),
             mode: portcullis::grants::FsMode::Ro,
+            hide: Vec::new(),
         }],
         ..Grants::default()
     };

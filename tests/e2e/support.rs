@@ -132,6 +132,7 @@ pub fn dir_grant(host: &Path, guest: &str, mode: FsMode) -> Grants {
             host: host.canonicalize().expect("canonical path"),
             guest: guest.into(),
             mode,
+            hide: Vec::new(),
         }],
         ..Grants::default()
     }
