@@ -8,6 +8,7 @@ mod catalog;
 mod cli;
 mod examples;
 mod gateway;
+mod hidden;
 mod hostile;
 mod mcp;
 mod python;
