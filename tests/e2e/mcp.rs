@@ -83,6 +83,24 @@ async fn a_denied_call_explains_itself() {
     );
     assert!(plan_hash(&denied).is_some());
 
+    // Another spelling passes the prefix rule, but the default policy's grant hides the path.
+    for path in ["././.git/config", ".//.git/config", "./././.git/config"] {
+        let hidden = call(&alice, "read_file", json!({ "path": path }))
+            .await
+            .unwrap();
+        assert_eq!(hidden.is_error, Some(true), "{path}");
+        assert!(
+            !text(&hidden).contains("secret"),
+            "{path}: {}",
+            text(&hidden)
+        );
+        assert!(
+            text(&hidden).contains("No such file"),
+            "{path}: {}",
+            text(&hidden)
+        );
+    }
+
     // A tool alice may not list answers like a tool that does not exist.
     let hidden = call(&alice, "write_file", json!({"path": "x", "content": "y"}))
         .await
