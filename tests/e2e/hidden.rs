@@ -455,6 +455,38 @@ async fn nested_hidden_paths_and_their_ancestors() {
 }
 
 #[tokio::test]
+async fn a_hidden_entry_that_is_a_symlink_hides_its_target_too() {
+    use Expect::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().canonicalize().unwrap();
+    fs::create_dir(ws.join("real-git")).unwrap();
+    fs::write(ws.join("real-git/config"), CANARY_GIT).unwrap();
+    symlink("real-git", ws.join(".git")).unwrap();
+    fs::create_dir_all(ws.join("cfg/private")).unwrap();
+    fs::write(ws.join("cfg/private/token"), CANARY_KEY).unwrap();
+    symlink("cfg", ws.join("config")).unwrap();
+    let mut grants = dir_grant(&ws, "/workspace", FsMode::Rw);
+    grants.fs[0].hide = vec![".git".into(), "config/private".into()];
+    let (runner, catalog) = load(&["hostile-fs-hidden"]).await;
+    let ops = [
+        op(NoEntry, "read", ".git/config", ""),
+        op(NoEntry, "read", "real-git/config", ""),
+        op(NoEntry, "list", "real-git/", ""),
+        op(NoEntry, "rename", "real-git", "moved"),
+        op(NoEntry, "read", "config/private/token", ""),
+        op(NoEntry, "read", "cfg/private/token", ""),
+        op(Works, "list", "cfg", ""),
+        op(Works, "walk", ".", ""),
+    ];
+    let (results, all) = probe(&runner, &catalog, &grants, &ops).await;
+    for canary in CANARIES {
+        assert!(!all.contains(canary), "{all}");
+    }
+    check(&results);
+    assert_eq!(results[6].1["detail"], "");
+}
+
+#[tokio::test]
 async fn bad_hide_entries_are_grant_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let (runner, catalog) = load(&["hostile-fs-hidden"]).await;

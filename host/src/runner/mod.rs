@@ -142,7 +142,9 @@ pub struct Runner {
 
 impl Runner {
     /// Builds the engine (see [`EngineSettings`]) and the linker: standard WASI p2 (whose
-    /// filesystem, sockets and environment are empty unless granted) plus `portcullis:tool/host`.
+    /// filesystem, sockets and environment are empty unless granted), with `wasi:filesystem`
+    /// replaced by the guarded layer (`fsguard`: hidden paths, only regular files and
+    /// directories opened), plus `portcullis:tool/host`.
     pub fn new(settings: EngineSettings) -> Result<Self> {
         let engine = engine::build(settings)?;
         let mut linker = Linker::new(&engine);

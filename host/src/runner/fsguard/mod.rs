@@ -37,7 +37,9 @@
 //! concurrent call on the same rw directory that renames a FIFO the host created) can swap the
 //! file for a FIFO; the open then blocks on a host thread. (b) A pre-existing hard link
 //! elsewhere in the grant to a hidden file, or a bind mount of a hidden directory, is a
-//! different path and is not hidden (paths are hidden, not inodes). (c) A host process
+//! different path and is not hidden (paths are hidden, not inodes); so is a differently-cased
+//! spelling in a case-insensitive (casefold) directory. A `hide` entry that is a symlink hides
+//! the link and its target inside the grant. (c) A host process
 //! renaming directories under the grant during a call can make a cached real path stale.
 //! (d) `openat2` is required (Linux ≥ 5.6); where it is missing, nested paths fail.
 
@@ -144,6 +146,7 @@ struct Found {
     name: String,
     real: Option<PathBuf>,
     kind: Option<FileType>,
+    dir_required: bool,
 }
 
 impl Found {
@@ -210,6 +213,7 @@ impl GuardView<'_> {
             name: located.name,
             real: located.real,
             kind: located.kind,
+            dir_required: located.dir_required,
         })
     }
 
@@ -276,7 +280,9 @@ impl preopens::Host for GuardView<'_> {
             })?;
             for (_, entries) in self.guard.hide.iter().filter(|(g, _)| g == guest) {
                 for entry in entries {
-                    self.guard.hidden.add(real.join(entry));
+                    for path in resolve::anchor(dir.dir.as_fd(), &real, entry) {
+                        self.guard.hidden.add(path);
+                    }
                 }
             }
             self.guard.dirs.insert(fd.rep(), real);
@@ -306,6 +312,15 @@ impl HostDescriptor for GuardView<'_> {
         if found.kind.is_some_and(|k| !openable(k)) {
             self.release(found)?;
             return Err(ErrorCode::Access.into());
+        }
+        let mut oflags = oflags;
+        if found.dir_required {
+            // `name/`: a directory, never created as a file.
+            if oflags.contains(types::OpenFlags::CREATE) {
+                self.release(found)?;
+                return Err(ErrorCode::IsDirectory.into());
+            }
+            oflags |= types::OpenFlags::DIRECTORY;
         }
         let (at, name, real) = (found.at(), found.name.clone(), found.real.take());
         let opened =

@@ -98,6 +98,8 @@ pub struct Located {
     pub name: String,
     pub real: Option<PathBuf>,
     pub kind: Option<FileType>,
+    /// The guest's path ended in `/`: the target must be a directory.
+    pub dir_required: bool,
 }
 
 /// Resolves `path` relative to `base`. With `base_real` (the real path of `base`), every step
@@ -170,19 +172,59 @@ pub fn locate(
         if parts.dir_required && kind.is_some_and(|k| k != FileType::Directory) {
             return Err(ErrorCode::NotDirectory);
         }
-        let name = if parts.dir_required {
-            format!("{}/", parts.name)
-        } else {
-            parts.name.to_owned()
-        };
+        // No trailing `/` goes to the inner call: the kernel would follow a symlink swapped in
+        // since the check. `dir_required` carries the meaning instead.
         return Ok(Located {
             parent,
-            name,
+            name: parts.name.to_owned(),
             real,
             kind,
+            dir_required: parts.dir_required,
         });
     }
     Err(ErrorCode::Loop)
+}
+
+/// The real host paths one `hide` entry (normalised, relative) stands for in the preopened
+/// directory `root` (real path `root_real`): the entry's own path, with its parent resolved (a
+/// symlinked ancestor must not move it out of sight), and, when the entry is itself a symlink
+/// to something inside the grant, that target too (else `.git` → `real-git-dir` would leave
+/// `real-git-dir/config` readable under either name).
+pub fn anchor(root: BorrowedFd<'_>, root_real: &Path, entry: &str) -> Vec<PathBuf> {
+    let (parent, name) = match entry.rsplit_once('/') {
+        None => (None, entry),
+        Some((parent, name)) => (Some(parent), name),
+    };
+    let opened = parent.map(|p| open_dir_beneath(root, p));
+    let (dir, parent_real) = match &opened {
+        None => (root, Some(root_real.to_path_buf())),
+        Some(Ok(fd)) => (fd.as_fd(), real_path(fd.as_fd()).ok()),
+        // The parent does not exist (or is not reachable): only the path as written.
+        Some(Err(_)) => return vec![root_real.join(entry)],
+    };
+    let mut out = vec![root_real.join(entry)];
+    let Some(parent_real) = parent_real else {
+        return out;
+    };
+    out.push(parent_real.join(name));
+    let is_link = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
+        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
+    if is_link {
+        let target = rustix::fs::openat2(
+            dir,
+            name,
+            OFlags::PATH | OFlags::CLOEXEC,
+            Mode::empty(),
+            ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
+        );
+        // A target outside the grant is unreachable anyway (cap-std, `RESOLVE_BENEATH`).
+        if let Ok(target) = target
+            && let Ok(real) = real_path(target.as_fd())
+        {
+            out.push(real);
+        }
+    }
+    out
 }
 
 /// Opens `path` as a directory beneath `base`: the kernel refuses `..` above `base`, absolute
@@ -265,6 +307,26 @@ mod tests {
         assert!(!h.guards(Path::new("/ws/other")));
         assert_eq!(h.children_of(Path::new("/ws")), [".git"]);
         assert_eq!(h.children_of(Path::new("/ws/config")), ["private"]);
+    }
+
+    #[test]
+    fn fsguard_anchors_follow_symlinked_entries_and_ancestors() {
+        use std::os::unix::fs::symlink;
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().canonicalize().unwrap();
+        std::fs::create_dir_all(root.join("real-git")).unwrap();
+        std::fs::create_dir_all(root.join("cfg/private")).unwrap();
+        symlink("real-git", root.join(".git")).unwrap();
+        symlink("cfg", root.join("config")).unwrap();
+        let dir = std::fs::File::open(&root).unwrap();
+        let git = anchor(dir.as_fd(), &root, ".git");
+        assert!(git.contains(&root.join(".git")) && git.contains(&root.join("real-git")));
+        let private = anchor(dir.as_fd(), &root, "config/private");
+        assert!(private.contains(&root.join("cfg/private")), "{private:?}");
+        assert_eq!(
+            anchor(dir.as_fd(), &root, "absent/x"),
+            [root.join("absent/x")]
+        );
     }
 
     #[test]
