@@ -102,10 +102,14 @@ deny contains msg if {
 
 # The workspace tools see the gateway's workspace directory at /workspace: read-only for
 # read-only tools, read-write otherwise. Other tools get no capabilities at all.
+# `hide` makes the protected paths absent inside the instance, whatever the spelling, symlink,
+# listing or recursive search: the gateway's filesystem layer enforces it. The protected-prefix
+# rule above only gives the plain spelling a friendlier message.
 grants := {"fs": [{
 	"host": data.gateway.workspace,
 	"guest": "/workspace",
 	"mode": workspace_mode,
+	"hide": data.access.workspace.hidden,
 }]} if {
 	workspace_tool
 } else := {}

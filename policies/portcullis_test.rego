@@ -51,7 +51,7 @@ test_unknown_principal_sees_nothing if {
 test_reader_reads_with_a_read_only_grant if {
 	d := portcullis.decision with input as call(reader, read_file, {"path": "src/main.rs"}, "dev") with data.gateway as gateway
 	d.allow
-	d.grants.fs == [{"host": "/srv/ws", "guest": "/workspace", "mode": "ro"}]
+	d.grants.fs == [{"host": "/srv/ws", "guest": "/workspace", "mode": "ro", "hide": [".git", ".env", "secrets"]}]
 	d.limits.timeout_ms == 5000
 }
 
@@ -59,6 +59,7 @@ test_writer_writes_with_a_read_write_grant if {
 	d := portcullis.decision with input as call(writer, write_file, {"path": "notes.md", "content": "x"}, "dev") with data.gateway as gateway
 	d.allow
 	d.grants.fs[0].mode == "rw"
+	d.grants.fs[0].hide == [".git", ".env", "secrets"]
 	d.redact == ["args.content"]
 }
 

@@ -113,6 +113,9 @@ pub struct RunArgs {
     /// Grant a directory: `HOST:GUEST:ro` or `HOST:GUEST:rw`. Repeatable.
     #[arg(long = "grant-dir", value_name = "HOST:GUEST:MODE")]
     pub grant_dirs: Vec<String>,
+    /// Hide a path (relative, e.g. `.git`) in every granted directory. Repeatable.
+    #[arg(long = "hide", value_name = "PATH")]
+    pub hide: Vec<String>,
     /// Grant an environment variable: `KEY=VALUE`. Repeatable.
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
@@ -153,6 +156,7 @@ pub fn parse_grant_dir(spec: &str) -> Result<FsGrant> {
         host,
         guest: guest.to_string(),
         mode,
+        hide: Vec::new(),
     })
 }
 
@@ -460,7 +464,9 @@ async fn run_one(config: &Config, args: &RunArgs) -> Result<ExitCode> {
         serde_json::from_str(&args.input).context("the input is not JSON")?;
     let mut grants = Grants::default();
     for spec in &args.grant_dirs {
-        grants.fs.push(parse_grant_dir(spec)?);
+        let mut grant = parse_grant_dir(spec)?;
+        grant.hide.clone_from(&args.hide);
+        grants.fs.push(grant);
     }
     for kv in &args.env {
         let (k, v) = kv

@@ -29,6 +29,43 @@ pub struct FsGrant {
     /// Absolute path at which the tool sees it, e.g. `/workspace`.
     pub guest: String,
     pub mode: FsMode,
+    /// Paths relative to `host` (e.g. `.git`, `.env`, `config/private`) that do not exist for
+    /// the tool: every path-based filesystem operation on them, or on anything below them, by
+    /// any spelling and through any symlink, fails as if they were absent, and listings leave
+    /// them out. Enforced by the runner's filesystem layer (`runner::fsguard`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hide: Vec<String>,
+}
+
+/// Validates and normalises one `hide` entry: relative, no `..`, not empty; `.` components and
+/// repeated or trailing `/` are collapsed (`./.git//` → `.git`).
+pub fn normalize_hide(entry: &str) -> Result<String, String> {
+    if entry.starts_with('/') {
+        return Err(format!(
+            "hide entry `{entry}` is absolute; give a path relative to the grant's directory"
+        ));
+    }
+    if entry.contains('\0') {
+        return Err("a hide entry contains a NUL byte".into());
+    }
+    let mut parts = Vec::new();
+    for part in entry.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                return Err(format!(
+                    "hide entry `{entry}` uses `..`; entries name paths inside the grant"
+                ));
+            }
+            name => parts.push(name),
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!(
+            "hide entry `{entry}` is empty (it would hide the whole grant; grant less instead)"
+        ));
+    }
+    Ok(parts.join("/"))
 }
 
 /// An outbound HTTP permission. The runner does not offer outbound HTTP yet, so a decision
@@ -175,5 +212,32 @@ mod tests {
         assert!(g.unsupported().is_empty());
         g.secrets.push("TOKEN".into());
         assert!(g.unsupported()[0].starts_with("secrets"));
+    }
+
+    #[test]
+    fn hide_entries_are_normalised_or_refused() {
+        assert_eq!(normalize_hide(".git"), Ok(".git".into()));
+        assert_eq!(normalize_hide("./.git//"), Ok(".git".into()));
+        assert_eq!(
+            normalize_hide("config/./private"),
+            Ok("config/private".into())
+        );
+        for bad in ["", ".", "./", "/etc", "a/../b", "..", "a\0b"] {
+            assert!(normalize_hide(bad).is_err(), "{bad:?} was accepted");
+        }
+        assert!(normalize_hide("a/../b").unwrap_err().contains("`..`"));
+        assert!(normalize_hide("/etc").unwrap_err().contains("absolute"));
+    }
+
+    #[test]
+    fn fs_grants_parse_with_and_without_hide() {
+        let plain: FsGrant =
+            serde_json::from_str(r#"{"host": "/srv", "guest": "/w", "mode": "ro"}"#).unwrap();
+        assert!(plain.hide.is_empty());
+        let hidden: FsGrant = serde_json::from_str(
+            r#"{"host": "/srv", "guest": "/w", "mode": "rw", "hide": [".git", ".env"]}"#,
+        )
+        .unwrap();
+        assert_eq!(hidden.hide, [".git", ".env"]);
     }
 }

@@ -9,6 +9,7 @@ mod cli;
 mod examples;
 mod failclosed;
 mod gateway;
+mod hidden;
 mod hostile;
 mod mcp;
 mod python;

@@ -83,6 +83,37 @@ async fn a_denied_call_explains_itself() {
     );
     assert!(plan_hash(&denied).is_some());
 
+    // Other spellings reach policy as the same path (and the grant hides it anyway).
+    for path in ["././.git/config", ".//.git/config", "./././.git/config"] {
+        let hidden = call(&alice, "read_file", json!({ "path": path }))
+            .await
+            .unwrap();
+        assert_eq!(hidden.is_error, Some(true), "{path}");
+        assert!(
+            !text(&hidden).contains("secret"),
+            "{path}: {}",
+            text(&hidden)
+        );
+        assert!(
+            text(&hidden).contains("protected prefix"),
+            "{path}: {}",
+            text(&hidden)
+        );
+    }
+
+    // Tools that reach the files without naming them find nothing: the grant hides them.
+    let search = call(&alice, "search_text", json!({"query": "secret"}))
+        .await
+        .unwrap();
+    let listing = call(&alice, "list_dir", json!({"recursive": true}))
+        .await
+        .unwrap();
+    for result in [&search, &listing] {
+        let everything = format!("{} {:?}", text(result), result.structured_content);
+        assert!(!everything.contains(".git"), "{everything}");
+        assert!(!everything.contains("secret\""), "{everything}");
+    }
+
     // A tool alice may not list answers like a tool that does not exist.
     let hidden = call(&alice, "write_file", json!({"path": "x", "content": "y"}))
         .await

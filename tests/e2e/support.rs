@@ -150,6 +150,7 @@ pub fn dir_grant(host: &Path, guest: &str, mode: FsMode) -> Grants {
             host: host.canonicalize().expect("canonical path"),
             guest: guest.into(),
             mode,
+            hide: Vec::new(),
         }],
         ..Grants::default()
     }

@@ -9,6 +9,7 @@
 mod admission;
 pub mod bindings;
 mod engine;
+mod fsguard;
 mod output;
 mod state;
 
@@ -39,6 +40,9 @@ const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 const MAX_HOSTCALL_BYTES: usize = 4 * 1024 * 1024;
 /// Live resource handles (files, streams, pollables) per call.
 const MAX_RESOURCES: usize = 1024;
+/// File I/O runs on the calling thread (no blocking-pool hand-off): fast, but a blocked
+/// syscall cannot be interrupted by the deadline — hence `fsguard` refuses FIFOs and devices.
+const ALLOW_BLOCKING_CURRENT_THREAD: bool = true;
 
 /// A pre-instantiated component, ready for any number of fresh instances.
 pub type Prepared = ToolComponentPre<StoreState>;
@@ -139,13 +143,19 @@ pub struct Runner {
 
 impl Runner {
     /// Builds the engine (see [`EngineSettings`]) and the linker: standard WASI p2 (whose
-    /// filesystem, sockets and environment are empty unless granted) plus `portcullis:tool/host`.
+    /// filesystem, sockets and environment are empty unless granted), with `wasi:filesystem`
+    /// replaced by the guarded layer (`fsguard`: hidden paths, only regular files and
+    /// directories opened), plus `portcullis:tool/host`.
     pub fn new(settings: EngineSettings) -> Result<Self> {
         let engine = engine::build(settings)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking WASI")?;
+        // The filesystem interfaces again, guarded: hidden paths, openable file types.
+        fsguard::add_to_linker(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking the guarded wasi:filesystem")?;
         bindings::ToolComponent::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |state| state,
@@ -332,11 +342,14 @@ impl Runner {
         let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
         let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
         let wasi = wasi_context(grants, &stdout, &stderr)?;
+        let fsguard = fsguard::FsGuard::new(&grants.fs, ALLOW_BLOCKING_CURRENT_THREAD)
+            .map_err(RunError::Grant)?;
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_RESOURCES);
         let state = StoreState {
             wasi,
             table,
+            fsguard,
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,
                 table_elements: engine::MAX_TABLE_ELEMENTS,
@@ -393,7 +406,7 @@ fn wasi_context(
 ) -> Result<WasiCtx, RunError> {
     let mut builder = WasiCtxBuilder::new();
     builder
-        .allow_blocking_current_thread(true)
+        .allow_blocking_current_thread(ALLOW_BLOCKING_CURRENT_THREAD)
         .stdout(stdout.clone())
         .stderr(stderr.clone())
         .allow_tcp(false)

@@ -1,4 +1,5 @@
-//! What one store holds: the WASI context built from grants, the resource limiter, and the
+//! What one store holds: the WASI context built from grants, the filesystem guard, the resource
+//! limiter, and the
 //! host interface (`portcullis:tool/host`) with its bounded log buffer.
 
 use wasmtime::ResourceLimiter;
@@ -7,6 +8,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::portcullis::tool::host;
 use super::engine;
+use super::fsguard::FsGuard;
 
 /// Log lines kept per call; more are counted and dropped.
 pub const MAX_LOG_LINES: usize = 256;
@@ -85,6 +87,8 @@ pub struct LogLine {
 pub struct StoreState {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
+    /// Hidden paths and openable file types (`runner::fsguard`).
+    pub fsguard: FsGuard,
     pub limiter: Limiter,
     pub logs: Vec<LogLine>,
     pub logs_dropped: usize,
