@@ -4,7 +4,8 @@
 //!
 //! Run `scripts/build-tools` first, then `cargo bench -p portcullis --bench pipeline`.
 //! `BENCH_ITERATIONS` scales every loop (default 20000 in process, a tenth of it over stdio);
-//! `BENCH_IN_PROCESS_ONLY=1` stops after the in-process instance measurements.
+//! `BENCH_IN_PROCESS_ONLY=1` stops after the in-process instance measurements;
+//! `BENCH_SKIP_TRANSPORTS=1` after the governed call in process (no stdio, HTTP, fairness).
 //! Results go into docs/perf.md.
 
 use std::io::{BufRead, BufReader, Write};
@@ -238,6 +239,22 @@ async fn governed(n: usize) {
         "governed call in process (validate+hash+decide+run)",
         pipeline,
     );
+    let mut plans = Vec::with_capacity(n);
+    let mut executes = Vec::with_capacity(n);
+    for _ in 0..n {
+        let args = RawArgs::Object(Some(map.clone()));
+        let started = Instant::now();
+        let plan = gateway
+            .plan(&principal, "hash", args, Transport::Cli)
+            .unwrap();
+        plans.push(started.elapsed());
+        let started = Instant::now();
+        let outcome = gateway.execute(&principal, plan).await;
+        executes.push(started.elapsed());
+        assert!(outcome.is_ok());
+    }
+    report("  of which plan (validate+hash+decide)", plans);
+    report("  of which execute (gate+admit+run+check)", executes);
 
     // Refusing a tool that does not exist and one the principal may not see: the same work.
     let reader = portcullis::policy::Principal {
@@ -375,7 +392,7 @@ async fn http(n: usize) {
 
 /// Lets every principal call everything; `spin` burns fuel until its 2 s deadline.
 const SPIN_POLICY: &str = "package portcullis\nimport rego.v1\n\
-decision := {\"allow\": true, \"limits\": {\"fuel\": 20000000000, \"timeout_ms\": 2000}} if input.tool.name == \"spin\"\n\
+decision := {\"allow\": true, \"limits\": {\"fuel\": 500000000000, \"timeout_ms\": 2000}} if input.tool.name == \"spin\"\n\
 decision := {\"allow\": true} if input.tool.name != \"spin\"\n";
 
 /// A trivial call's latency over HTTP while 4 × cores guests of another principal spin.
@@ -395,7 +412,8 @@ async fn fairness(n: usize) {
         &config,
         format!(
             "tools_dir = \"tools\"\ncache_dir = \"{}\"\npolicy_dir = \"policies\"\n\
-             [limits]\nmax_concurrent = {}\nmax_per_principal = {}\n\
+             [stdio]\nprincipal = \"other\"\n\
+             [limits]\nmax_concurrent = {}\nmax_per_principal = {}\nmax_fuel = 1000000000000\n\
              [http]\nlisten = \"127.0.0.1:0\"\n\
              [principals.spinner]\ntokens = [\"{}\"]\n[principals.other]\ntokens = [\"{}\"]\n",
             root().join(".portcullis/cache").display(),
@@ -496,6 +514,9 @@ fn main() {
         return;
     }
     runtime.block_on(governed(n));
+    if std::env::var_os("BENCH_SKIP_TRANSPORTS").is_some() {
+        return;
+    }
     stdio((n / 10).max(100));
     let multi = tokio::runtime::Runtime::new().unwrap();
     multi.block_on(http((n / 10).max(100)));

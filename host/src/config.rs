@@ -69,6 +69,7 @@ struct HttpFile {
     anonymous: Option<String>,
     max_connections: Option<usize>,
     idle_timeout: Option<String>,
+    max_inflight_bytes: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -105,6 +106,8 @@ pub struct HttpConfig {
     pub max_connections: usize,
     /// A connection with no request in flight for this long is closed.
     pub idle_timeout: Duration,
+    /// Request bodies being parsed and served at once, in bytes (more wait, then get 503).
+    pub max_inflight_bytes: u64,
 }
 
 /// The resolved configuration.
@@ -331,7 +334,17 @@ impl Config {
                 .map_or(Ok(Duration::from_secs(60)), |v| {
                     parse_duration(v).map_err(|e| anyhow!("http.idle_timeout: {e}"))
                 })?,
+            max_inflight_bytes: match &file.http.max_inflight_bytes {
+                Some(v) => parse_bytes(v).map_err(|e| anyhow!("http.max_inflight_bytes: {e}"))?,
+                None => 16 * crate::grants::MIB,
+            },
         };
+        let message_cap = args.max_bytes as u64 + 64 * 1024;
+        if http.max_inflight_bytes < message_cap {
+            bail!(
+                "http.max_inflight_bytes must be at least limits.max_args + 64KiB ({message_cap} bytes), so that one request of the largest size fits"
+            );
+        }
         if http.max_connections == 0 || http.max_connections > 100_000 {
             bail!("http.max_connections must be between 1 and 100000");
         }

@@ -98,10 +98,10 @@ async fn a_decision_of_the_wrong_shape_denies() {
     }
 }
 
-/// Lets every principal use every tool; `spin` gets a large fuel budget and a 4 s deadline.
+/// Lets every principal use every tool; `spin` gets fuel for far more than its 4 s deadline.
 const SPIN_POLICY: &str = r#"package portcullis
 import rego.v1
-decision := {"allow": true, "limits": {"fuel": 20000000000, "timeout_ms": 4000}} if input.tool.name == "spin"
+decision := {"allow": true, "limits": {"fuel": 500000000000, "timeout_ms": 4000}} if input.tool.name == "spin"
 decision := {"allow": true} if input.tool.name != "spin"
 "#;
 
@@ -110,11 +110,10 @@ async fn spinning_guests_of_one_principal_do_not_stall_another() {
     let s = setup(Options {
         components: &["hostile-loop", "data"],
         policy: Some(SPIN_POLICY),
-        limits_extra: "max_concurrent = 8\nmax_per_principal = 4\nadmission_wait = \"500ms\"",
+        limits_extra: "max_concurrent = 8\nmax_per_principal = 4\nadmission_wait = \"500ms\"\nmax_fuel = 1000000000000",
         ..Options::default()
     });
     let server = http_server(&s).await;
-    let alice = http_client(&server, ALICE).await;
     let bob = http_client(&server, BOB).await;
     // Warm up both paths.
     assert_eq!(
@@ -126,12 +125,15 @@ async fn spinning_guests_of_one_principal_do_not_stall_another() {
         SHA256_ABC
     );
     let started = Instant::now();
+    let spin =
+        r#"{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"spin","arguments":{}}}"#;
+    let request = post(&server, ALICE, "", spin);
     let spinners: Vec<_> = (0..8)
         .map(|_| {
-            let alice = alice.peer().clone();
+            let (server_addr, request) = (server.addr(), request.clone());
             tokio::spawn(async move {
-                let result = call(&alice, "spin", json!({})).await.unwrap();
-                (result, started.elapsed())
+                let response = crate::gateway::raw_http_to(&server_addr, &request).await;
+                (response, started.elapsed())
             })
         })
         .collect();
@@ -154,18 +156,22 @@ async fn spinning_guests_of_one_principal_do_not_stall_another() {
     let mut timed_out = 0;
     let mut busy = 0;
     for spinner in spinners {
-        let (result, ended) = tokio::time::timeout(Duration::from_secs(30), spinner)
+        let (response, ended) = tokio::time::timeout(Duration::from_secs(30), spinner)
             .await
             .expect("a spinning guest outlived its deadline by far")
             .unwrap();
-        let message = text(&result);
-        assert_eq!(result.is_error, Some(true));
-        if message.starts_with("busy:") {
+        if response.starts_with("HTTP/1.1 503") {
+            // Over HTTP a call refused as busy is 503 + Retry-After, with the tool error.
             busy += 1;
-            let meta = result.meta.as_ref().unwrap();
-            assert_eq!(meta.0["portcullis/retry_after_ms"], 1000);
+            assert!(response.contains("retry-after: 1"), "{response}");
+            assert!(
+                response.contains("busy: no room within 500 ms"),
+                "{response}"
+            );
+            assert!(response.contains("portcullis/retry_after_ms"), "{response}");
         } else {
-            assert!(message.contains("time limit reached"), "{message}");
+            assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+            assert!(response.contains("time limit reached"), "{response}");
             // The deadline is kept: 4 s plus scheduling slack, not seconds more.
             assert!(ended < Duration::from_secs(6), "ended after {ended:?}");
             timed_out += 1;
@@ -192,7 +198,7 @@ async fn duplicate_keys_and_inexact_integers_are_refused_before_policy() {
     let big = call(
         &client,
         "json_query",
-        json!({"document": {"n": 9007199254740993u64}, "query": "$.n"}),
+        json!({"document": {"n": 9007199254740993u64}, "path": "$.n"}),
     )
     .await
     .unwrap();
@@ -580,4 +586,48 @@ async fn out_of_file_descriptors_the_accept_loop_backs_off() {
         .expect("the gateway did not serve again");
     let result = call(&client, "hash", json!({"text": "abc"})).await.unwrap();
     assert_eq!(result.structured_content.unwrap()["hex"], SHA256_ABC);
+}
+
+#[tokio::test]
+async fn large_requests_in_flight_are_bounded() {
+    use tokio::io::AsyncWriteExt;
+    let s = setup(Options {
+        http_extra: "max_inflight_bytes = \"1088KiB\"",
+        limits_extra: "admission_wait = \"300ms\"",
+        ..Options::default()
+    });
+    let server = http_server(&s).await;
+    // A client announces a 1 MiB body and sends it slowly: it holds its room meanwhile.
+    let mut slow = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {ALICE}\r\n\
+         content-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+         content-length: 1048576\r\n\r\n{{\"jsonrpc\"",
+        server.addr()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Another large request finds no room within the wait: 503 with Retry-After.
+    let big = format!(
+        r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"hash","arguments":{{"text":"{}"}}}}}}"#,
+        "x".repeat(900 * 1024)
+    );
+    let refused = raw_http(&server, &post(&server, BOB, "", &big)).await;
+    assert!(
+        refused.starts_with("HTTP/1.1 503"),
+        "{}",
+        &refused[..200.min(refused.len())]
+    );
+    assert!(refused.contains("retry-after: 1"));
+    assert!(refused.contains("too many large requests in flight"));
+    // Once the slow client is gone, the same request is served.
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let served = raw_http(&server, &post(&server, BOB, "", &big)).await;
+    assert!(
+        served.starts_with("HTTP/1.1 200"),
+        "{}",
+        &served[..200.min(served.len())]
+    );
+    assert!(served.contains("\"isError\":false"));
 }

@@ -325,8 +325,13 @@ pub async fn raw_status(server: &HttpServer, headers: &[(&str, &str)], body: &st
 
 /// Sends `request` (a whole raw HTTP/1.1 request) and returns the whole response as text.
 pub async fn raw_http(server: &HttpServer, request: &str) -> String {
+    raw_http_to(&server.addr(), request).await
+}
+
+/// [`raw_http`] to `addr` (`127.0.0.1:PORT`).
+pub async fn raw_http_to(addr: &str, request: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut response)).await;

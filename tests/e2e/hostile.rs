@@ -230,6 +230,22 @@ async fn huge_return_values_hit_the_output_or_transfer_limit() {
     );
     // The same tool under the cap works.
     assert!(!ok(&big_return(1000).await).is_error);
+    // A legal result under a larger output limit is never cut by a smaller hidden cap (the
+    // host-call budget grows with the output limit).
+    let large = Limits {
+        output_bytes: 12 * MIB,
+        ..short_limits()
+    };
+    let ten = call(
+        &runner,
+        &catalog,
+        "big_return",
+        json!({ "bytes": 10 * MIB }),
+        &none,
+        &large,
+    )
+    .await;
+    assert!(!ok(&ten).is_error);
     still_serving(&runner, &catalog).await;
 }
 

@@ -54,7 +54,20 @@ struct FrontDoor {
     tokens: HashMap<String, Arc<Principal>>,
     anonymous: Option<Arc<Principal>>,
     caps: MessageCaps,
+    /// Request bodies in flight, in KiB: parsing arguments costs host memory before admission.
+    inflight: Arc<Semaphore>,
+    /// How long a request may wait for room in `inflight`.
+    wait: Duration,
     mcp: StreamableHttpService<Handler, NeverSessionManager>,
+}
+
+fn busy_response(message: &str) -> Response<Body> {
+    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, message);
+    response.headers_mut().insert(
+        hyper::header::RETRY_AFTER,
+        hyper::header::HeaderValue::from_static("1"),
+    );
+    response
 }
 
 fn plain(status: StatusCode, message: &str) -> Response<Body> {
@@ -166,8 +179,23 @@ impl FrontDoor {
                 return response;
             }
         };
+        // Room for this body (its declared length, or the cap) among the bodies being parsed
+        // and served, so a flood of large requests cannot grow host memory without bound.
+        let declared = request
+            .headers()
+            .get(hyper::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<usize>().ok())
+            .unwrap_or(self.caps.max_bytes)
+            .min(self.caps.max_bytes);
+        let kib = u32::try_from(declared.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let room = self.inflight.clone().acquire_many_owned(kib);
+        let Ok(Ok(_room)) = tokio::time::timeout(self.wait, room).await else {
+            return busy_response("busy: too many large requests in flight; retry shortly");
+        };
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(principal);
+        let busy = BusySignal::default();
+        parts.extensions.insert(busy.clone());
         // The token has done its job; nothing after this point (rmcp, handlers, their logs)
         // gets to see it.
         parts.headers.remove(hyper::header::AUTHORIZATION);
@@ -205,9 +233,35 @@ impl FrontDoor {
                 );
             }
         }
-        self.mcp
+        let mut response = self
+            .mcp
             .handle(Request::from_parts(parts, Full::new(bytes)))
-            .await
+            .await;
+        if busy.raised() {
+            // The JSON-RPC answer (a "busy, retry" tool error) stays the body.
+            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from_static("1"),
+            );
+        }
+        drop(_room);
+        response
+    }
+}
+
+/// Raised by the handler when a call was refused as busy (no room within the admission
+/// wait), so that the front door answers 503 with `Retry-After`.
+#[derive(Clone, Default)]
+pub struct BusySignal(Arc<std::sync::atomic::AtomicBool>);
+
+impl BusySignal {
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
     }
 }
 
@@ -264,6 +318,10 @@ pub async fn serve(gateway: Arc<Gateway>, config: &Config, listener: TcpListener
         tokens,
         anonymous,
         caps,
+        inflight: Arc::new(Semaphore::new(
+            usize::try_from(config.http.max_inflight_bytes.div_ceil(1024)).unwrap_or(usize::MAX),
+        )),
+        wait: config.admission.wait,
         mcp,
     });
     accept_loop(listener, door, &config.http).await
@@ -315,6 +373,7 @@ async fn accept_loop(listener: TcpListener, door: Arc<FrontDoor>, http: &HttpCon
 
 /// Answers a connection over the limit with 503 and `Retry-After`, then closes it.
 async fn refuse_busy(mut stream: tokio::net::TcpStream) {
+    // Written by hand: no hyper connection is set up for a connection over the limit.
     use tokio::io::AsyncWriteExt;
     const MESSAGE: &str = "busy: too many open connections; retry shortly\n";
     let response = format!(

@@ -220,6 +220,16 @@ impl ServerHandler for Handler {
                 self.transport,
             )
             .await;
+        if matches!(result, Err(GateError::Busy(_))) {
+            // Over HTTP the front door turns this into 503 + Retry-After.
+            if let Some(busy) = context
+                .extensions
+                .get::<::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<http::BusySignal>())
+            {
+                busy.raise();
+            }
+        }
         to_mcp(result).map(CallToolResponse::from)
     }
 }

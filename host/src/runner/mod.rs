@@ -38,6 +38,9 @@ const MAX_RANDOM_BYTES: u64 = 64 * 1024;
 /// Bytes a guest may pass to the host in one host call (e.g. one `write` of a file), at least;
 /// the budget grows with the call's output limit so that a legal result always fits.
 const MAX_HOSTCALL_BYTES: usize = 4 * 1024 * 1024;
+/// Fuel between two voluntary yields of a running guest (about a millisecond of wasm): other
+/// calls get the thread at least this often, not only at every epoch tick.
+const FUEL_YIELD_INTERVAL: u64 = 1_000_000;
 /// Live resource handles (files, streams, pollables) per call.
 const MAX_RESOURCES: usize = 1024;
 /// File I/O runs on the calling thread (no blocking-pool hand-off): fast, but a blocked
@@ -363,6 +366,7 @@ impl Runner {
         store.set_hostcall_fuel(hostcall_budget(limits));
         store
             .set_fuel(limits.fuel)
+            .and_then(|()| store.fuel_async_yield_interval(Some(FUEL_YIELD_INTERVAL)))
             .map_err(|e| RunError::Internal(e.into()))?;
         // At every epoch tick the guest yields its thread to the scheduler (so spinning guests
         // never starve other calls), until its deadline, when it traps. The async timeout
