@@ -335,21 +335,11 @@ fn stdio(n: usize) {
     let _ = child.wait();
 }
 
-/// A governed call over streamable HTTP through the real binary: one keep-alive connection,
-/// sequential requests, bearer token checked on each.
-async fn http(n: usize) {
-    let dir = tempfile::tempdir().unwrap();
-    let config = bench_config(dir.path());
-    let token = "bench-token-0123456789";
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str(&format!(
-        "tokens = [\"{}\"]\n[http]\nlisten = \"127.0.0.1:0\"\n",
-        portcullis::mcp::http::token_hash(token)
-    ));
-    std::fs::write(&config, text).unwrap();
+/// `portcullis serve --http` with `config`; killed when the child is dropped.
+async fn serve_http(config: &Path) -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
         .arg("--config")
-        .arg(&config)
+        .arg(config)
         .args(["serve", "--http"])
         .env("RUST_LOG", "portcullis=error")
         .stderr(Stdio::piped())
@@ -364,6 +354,22 @@ async fn http(n: usize) {
             break url.trim().to_string();
         }
     };
+    (child, url)
+}
+
+/// A governed call over streamable HTTP through the real binary: one keep-alive connection,
+/// sequential requests, bearer token checked on each.
+async fn http(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = bench_config(dir.path());
+    let token = "bench-token-0123456789";
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "tokens = [\"{}\"]\n[http]\nlisten = \"127.0.0.1:0\"\n",
+        portcullis::mcp::http::token_hash(token)
+    ));
+    std::fs::write(&config, text).unwrap();
+    let (_child, url) = serve_http(&config).await;
     let client = reqwest::Client::new();
     let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hash","arguments":{"text":"a"}}}"#;
     let mut times = Vec::with_capacity(n);
@@ -424,23 +430,7 @@ async fn fairness(n: usize) {
         ),
     )
     .unwrap();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_portcullis"))
-        .arg("--config")
-        .arg(&config)
-        .args(["serve", "--http"])
-        .env("RUST_LOG", "portcullis=error")
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("spawn portcullis");
-    let mut lines =
-        tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(child.stderr.take().unwrap()));
-    let url = loop {
-        let line = lines.next_line().await.unwrap().expect("portcullis exited");
-        if let Some(url) = line.split("streamable HTTP at ").nth(1) {
-            break url.trim().to_string();
-        }
-    };
+    let (_child, url) = serve_http(&config).await;
     let post = |client: reqwest::Client, url: String, token: &'static str, body: &'static str| async move {
         client
             .post(&url)

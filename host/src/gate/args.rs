@@ -6,6 +6,8 @@
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::ijson::kind;
+
 /// Why arguments were refused before any policy or instance.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ArgsError {
@@ -87,17 +89,6 @@ pub fn nesting_exceeds(text: &[u8], limit: usize) -> bool {
         }
     }
     false
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// The largest integer every JSON implementation represents exactly (I-JSON, RFC 7493).

@@ -7,19 +7,10 @@
 use anyhow::{Result, anyhow, bail};
 use serde_json::Value;
 
+use crate::ijson::kind;
+
 use super::DECISION_RULE;
 use super::types::Decision;
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
 
 fn object<'a>(value: &'a Value, at: &str) -> Result<&'a serde_json::Map<String, Value>> {
     value
