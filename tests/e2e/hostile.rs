@@ -680,3 +680,37 @@ async fn output_that_breaks_its_declared_schema_is_a_tool_error() {
         .unwrap();
     assert_eq!(honest.structured_content, Some(json!({"count": 3})));
 }
+
+/// Lets `big_return` return up to the gateway's output ceiling (16 MiB).
+const BIG_OUTPUT: &str = "package portcullis\nimport rego.v1\ndecision := {\"allow\": true, \"limits\": {\"output_kb\": 16384}}\n";
+
+#[tokio::test]
+async fn a_result_too_large_for_one_mcp_message_is_an_output_error_not_a_lost_reply() {
+    use crate::gateway::{Options, call, setup, stdio_client, text};
+    let s = setup(Options {
+        components: &["hostile-big-return", "data"],
+        policy: Some(BIG_OUTPUT),
+        ..Options::default()
+    });
+    let client = stdio_client(&s).await;
+    // Within the output limit, but with the envelope over the 16 MiB clients accept.
+    let over = tokio::time::timeout(
+        Duration::from_secs(60),
+        call(&client, "big_return", json!({ "bytes": 16 * MIB - 100 })),
+    )
+    .await
+    .expect("the reply was lost")
+    .unwrap();
+    assert_eq!(over.is_error, Some(true));
+    assert!(
+        text(&over).starts_with("output limit reached: the result encodes to"),
+        "{}",
+        &text(&over)[..200.min(text(&over).len())]
+    );
+    // A large result that fits arrives whole.
+    let fits = call(&client, "big_return", json!({ "bytes": 8 * MIB }))
+        .await
+        .unwrap();
+    assert_eq!(fits.is_error, Some(false));
+    assert_eq!(text(&fits).len(), 8 * MIB as usize);
+}

@@ -23,6 +23,7 @@ use serde_json::{Map, Value, json};
 
 use crate::catalog::ToolEntry;
 use crate::gate::{CallOutcome, GateError, Gateway, RawArgs, Transport};
+use crate::grants::show_bytes;
 use crate::policy::Principal;
 use crate::runner::{ContentItem, RunReport};
 
@@ -140,6 +141,24 @@ fn meta(plan_hash: Option<&str>, report: Option<&RunReport>) -> Option<MetaObjec
     (!map.is_empty()).then_some(MetaObject(map))
 }
 
+/// The largest JSON-RPC message the gateway sends. MCP clients drop longer ones (rmcp's stdio
+/// lines and SSE events stop at 16 MiB, silently), so a result that encodes to more is
+/// reported as an output limit instead of being sent and lost.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// Room for the JSON-RPC envelope around a result.
+const ENVELOPE_BYTES: usize = 1024;
+
+/// `Some(size)` when `result` encodes to more than [`MAX_MESSAGE_BYTES`]. Only a call whose
+/// output limit allows results near that size pays for measuring.
+fn oversized(result: &CallToolResult, output_limit: u64) -> Option<usize> {
+    if output_limit < (MAX_MESSAGE_BYTES / 8) as u64 {
+        // Escaping at most sextuples text (`\u0000`) and base64 adds a third.
+        return None;
+    }
+    let size = serde_json::to_vec(result).map_or(usize::MAX, |bytes| bytes.len()) + ENVELOPE_BYTES;
+    (size > MAX_MESSAGE_BYTES).then_some(size)
+}
+
 /// The one mapping from a gateway outcome to an MCP answer.
 pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, ErrorData> {
     match result {
@@ -150,6 +169,13 @@ pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, 
             let mut result = CallToolResult::success(output.content.iter().map(content).collect());
             result.structured_content = output.structured.clone();
             result.is_error = Some(output.is_error);
+            if let Some(size) = oversized(&result, outcome.limits.output_bytes) {
+                result = CallToolResult::error(vec![ContentBlock::text(format!(
+                    "output limit reached: the result encodes to {} as an MCP message; a message may be at most {}",
+                    show_bytes(size as u64),
+                    show_bytes(MAX_MESSAGE_BYTES as u64)
+                ))]);
+            }
             Ok(result.with_meta(meta(Some(&outcome.plan_hash), Some(&outcome.report))))
         }
         Err(GateError::UnknownTool(name)) => Err(ErrorData::invalid_params(
