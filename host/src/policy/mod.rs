@@ -198,7 +198,8 @@ impl Policy {
                 let reference = format!("pe-{}-{n}", std::process::id());
                 tracing::error!(
                     reference = %reference,
-                    tool = %input.tool.name,
+                    // Debug-escaped: for a tool that does not exist the name is the client's.
+                    tool = ?input.tool.name,
                     principal = %input.principal.id,
                     action = ?input.action,
                     "policy error, denying: {e:#}"
