@@ -96,8 +96,20 @@ pub async fn call(
         .get(tool)
         .unwrap_or_else(|| panic!("no tool {tool}"));
     // Every call has a bound of its own: a limit that stops holding fails the test with a
-    // message instead of hanging the suite.
+    // message instead of hanging the suite. The timeout covers a call that yields; a guest that
+    // never yields holds the test's thread, so a watchdog thread ends the test binary then.
     let bound = limits.timeout + Duration::from_secs(20);
+    let (finished, watched) = std::sync::mpsc::channel::<()>();
+    let watched_tool = tool.to_string();
+    std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+            watched.recv_timeout(bound + Duration::from_secs(5))
+        {
+            eprintln!("{watched_tool} never returned and never yielded: the deadline did not hold");
+            std::process::abort();
+        }
+    });
+    let _finished = finished;
     tokio::time::timeout(
         bound,
         runner.call(
