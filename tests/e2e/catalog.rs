@@ -133,6 +133,19 @@ async fn a_cached_artifact_is_loaded_only_when_bound_to_its_component() {
         CacheOutcome::Disabled
     );
     fs::set_permissions(cache.path(), fs::Permissions::from_mode(0o700)).unwrap();
+    // Nor one owned by another user (when the test may hand it to one: it runs as root in CI).
+    if std::os::unix::fs::chown(cache.path(), Some(65534), None).is_ok() {
+        assert_eq!(
+            load_one(dirs[0].path(), cache.path()).await.components()[0].cache,
+            CacheOutcome::Disabled
+        );
+        std::os::unix::fs::chown(
+            cache.path(),
+            Some(rustix::process::geteuid().as_raw()),
+            None,
+        )
+        .unwrap();
+    }
     // The key decides: with a new key every old artifact is refused.
     fs::remove_file(cache.path().join("key")).unwrap();
     assert_eq!(
