@@ -70,6 +70,7 @@ struct HttpFile {
     max_connections: Option<usize>,
     idle_timeout: Option<String>,
     max_inflight_bytes: Option<String>,
+    max_requests_per_principal: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -108,6 +109,8 @@ pub struct HttpConfig {
     pub idle_timeout: Duration,
     /// Request bodies being parsed and served at once, in bytes (more wait, then get 503).
     pub max_inflight_bytes: u64,
+    /// Requests of one principal in flight at once; more get 503 at once.
+    pub max_requests_per_principal: usize,
 }
 
 /// The resolved configuration.
@@ -338,7 +341,14 @@ impl Config {
                 Some(v) => parse_bytes(v).map_err(|e| anyhow!("http.max_inflight_bytes: {e}"))?,
                 None => 16 * crate::grants::MIB,
             },
+            max_requests_per_principal: file
+                .http
+                .max_requests_per_principal
+                .unwrap_or_else(|| (2 * admission.max_per_principal as usize).max(8)),
         };
+        if http.max_requests_per_principal == 0 {
+            bail!("http.max_requests_per_principal must be at least 1");
+        }
         let message_cap = args.max_bytes as u64 + 64 * 1024;
         if http.max_inflight_bytes < message_cap {
             bail!(

@@ -631,3 +631,37 @@ async fn large_requests_in_flight_are_bounded() {
     );
     assert!(served.contains("\"isError\":false"));
 }
+
+#[tokio::test]
+async fn one_principals_flood_is_refused_while_others_are_served() {
+    use tokio::io::AsyncWriteExt;
+    let s = setup(Options {
+        http_extra: "max_requests_per_principal = 1",
+        ..Options::default()
+    });
+    let server = http_server(&s).await;
+    // Alice has one request in flight (its body is still coming).
+    let mut slow = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {ALICE}\r\n\
+         content-type: application/json\r\naccept: application/json, text/event-stream\r\n\
+         content-length: 1000\r\n\r\n{{\"jsonrpc\"",
+        server.addr()
+    );
+    slow.write_all(head.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let hash = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hash","arguments":{"text":"abc"}}}"#;
+    let refused = raw_http(&server, &post(&server, ALICE, "", hash)).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("retry-after: 1"), "{refused}");
+    assert!(refused.contains("for this principal"), "{refused}");
+    // Bob is not affected.
+    let served = raw_http(&server, &post(&server, BOB, "", hash)).await;
+    assert!(served.starts_with("HTTP/1.1 200"), "{served}");
+    assert!(served.contains(SHA256_ABC), "{served}");
+    // Alice's room comes back with her request.
+    drop(slow);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let again = raw_http(&server, &post(&server, ALICE, "", hash)).await;
+    assert!(again.contains(SHA256_ABC), "{again}");
+}

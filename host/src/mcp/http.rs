@@ -30,6 +30,7 @@ use super::precheck::{self, MessageCaps, Verdict};
 use crate::config::{Config, HttpConfig};
 use crate::gate::{Gateway, Transport};
 use crate::policy::Principal;
+use crate::runner::PerKey;
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -58,6 +59,8 @@ struct FrontDoor {
     inflight: Arc<Semaphore>,
     /// How long a request may wait for room in `inflight`.
     wait: Duration,
+    /// Requests in flight per principal: one principal's flood is refused, others go on.
+    per_principal: PerKey,
     mcp: StreamableHttpService<Handler, NeverSessionManager>,
 }
 
@@ -178,6 +181,15 @@ impl FrontDoor {
                 );
                 return response;
             }
+        };
+        let Ok(_own) = self
+            .per_principal
+            .permits(&principal.id)
+            .try_acquire_owned()
+        else {
+            return busy_response(
+                "busy: too many requests in flight for this principal; retry shortly",
+            );
         };
         // Room for this body (its declared length, or the cap) among the bodies being parsed
         // and served, so a flood of large requests cannot grow host memory without bound.
@@ -322,6 +334,7 @@ pub async fn serve(gateway: Arc<Gateway>, config: &Config, listener: TcpListener
             usize::try_from(config.http.max_inflight_bytes.div_ceil(1024)).unwrap_or(usize::MAX),
         )),
         wait: config.admission.wait,
+        per_principal: PerKey::new(config.http.max_requests_per_principal),
         mcp,
     });
     accept_loop(listener, door, &config.http).await

@@ -63,11 +63,42 @@ pub struct Admitter {
     slots: Arc<Semaphore>,
     /// Free guest memory, one permit per MiB.
     memory: Arc<Semaphore>,
-    principals: Mutex<HashMap<String, Arc<Semaphore>>>,
+    principals: PerKey,
 }
 
-/// Principals remembered before idle ones are forgotten.
+/// Keys remembered before idle ones are forgotten.
 const MAX_REMEMBERED: usize = 4096;
+
+/// A FIFO semaphore of `limit` permits per key (a principal), created on first use; keys with
+/// nothing running or queued are forgotten once many are remembered.
+pub struct PerKey {
+    limit: usize,
+    map: Mutex<HashMap<String, Arc<Semaphore>>>,
+}
+
+impl PerKey {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The permits of `key`.
+    pub fn permits(&self, key: &str) -> Arc<Semaphore> {
+        let Ok(mut map) = self.map.lock() else {
+            // A poisoned map only loses the per-key share; global bounds still hold.
+            return Arc::new(Semaphore::new(self.limit));
+        };
+        if map.len() >= MAX_REMEMBERED {
+            // Only the map holds a key with nothing running or queued.
+            map.retain(|_, permits| Arc::strong_count(permits) > 1);
+        }
+        map.entry(key.to_string())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.limit)))
+            .clone()
+    }
+}
 
 fn mib(bytes: u64) -> u32 {
     u32::try_from(bytes.div_ceil(MIB)).unwrap_or(u32::MAX)
@@ -79,26 +110,12 @@ impl Admitter {
             settings,
             slots: Arc::new(Semaphore::new(settings.max_concurrent as usize)),
             memory: Arc::new(Semaphore::new(mib(settings.max_total_memory) as usize)),
-            principals: Mutex::new(HashMap::new()),
+            principals: PerKey::new(settings.max_per_principal as usize),
         }
     }
 
     pub fn settings(&self) -> Admission {
         self.settings
-    }
-
-    fn principal_permits(&self, principal: &str) -> Arc<Semaphore> {
-        let Ok(mut map) = self.principals.lock() else {
-            // A poisoned map only loses per-principal fairness; the global bounds still hold.
-            return Arc::new(Semaphore::new(self.settings.max_per_principal as usize));
-        };
-        if map.len() >= MAX_REMEMBERED {
-            // Forget principals with nothing running or queued (only the map holds them).
-            map.retain(|_, permits| Arc::strong_count(permits) > 1);
-        }
-        map.entry(principal.to_string())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.settings.max_per_principal as usize)))
-            .clone()
     }
 
     /// Waits (at most the configured time) for room for one call of `principal` whose guest
@@ -112,7 +129,7 @@ impl Admitter {
                 show_bytes(self.settings.max_total_memory)
             )));
         }
-        let own = self.principal_permits(principal);
+        let own = self.principals.permits(principal);
         let wait = self.settings.wait;
         let queue = async {
             let principal = own.acquire_owned().await.ok();

@@ -21,7 +21,7 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-pub use admission::{Admission, Admitter, Busy, Ticket};
+pub use admission::{Admission, Admitter, Busy, PerKey, Ticket};
 pub use bindings::ToolComponentPre;
 pub use bindings::portcullis::tool::types::{Annotations, ToolInfo};
 pub use engine::{EPOCH_TICK, EngineSettings};
