@@ -665,3 +665,46 @@ async fn one_principals_flood_is_refused_while_others_are_served() {
     let again = raw_http(&server, &post(&server, ALICE, "", hash)).await;
     assert!(again.contains(SHA256_ABC), "{again}");
 }
+
+#[tokio::test]
+async fn a_client_that_never_reads_cannot_keep_its_connection() {
+    use tokio::io::AsyncWriteExt;
+    let s = setup(Options {
+        http_extra: "max_connections = 1\nidle_timeout = \"300ms\"",
+        ..Options::default()
+    });
+    let server = http_server(&s).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut hog = socket
+        .connect(server.addr().parse().unwrap())
+        .await
+        .unwrap();
+    // Thousands of pipelined requests whose answers (403s) are never read: the server's
+    // writes fill the socket buffers and stall.
+    let one = "GET / HTTP/1.1\r\nhost: evil.example\r\n\r\n";
+    let _ = tokio::time::timeout(
+        Duration::from_secs(5),
+        hog.write_all(one.repeat(300_000).as_bytes()),
+    )
+    .await;
+    // Within idle timeout + grace the server drops the connection and its slot is free again.
+    let started = Instant::now();
+    loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the connection slot was never given back"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let hash = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hash","arguments":{"text":"abc"}}}"#;
+        let response = raw_http(&server, &post(&server, BOB, "", hash)).await;
+        if response.contains(SHA256_ABC) {
+            break;
+        }
+        assert!(
+            response.is_empty() || response.starts_with("HTTP/1.1 503"),
+            "{response}"
+        );
+    }
+    drop(hog);
+}

@@ -40,6 +40,8 @@ const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Back-off after a failed accept, doubling up to the maximum.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// How long a closing connection may take to flush what it owes before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// At most one accept-error line per interval (the rest are counted).
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -425,6 +427,7 @@ async fn serve_connection(
         .serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let check = (idle_timeout / 4).max(Duration::from_millis(50));
+    let mut closing: Option<Instant> = None;
     loop {
         tokio::select! {
             result = connection.as_mut() => {
@@ -434,8 +437,17 @@ async fn serve_connection(
                 return;
             }
             () = tokio::time::sleep(check) => {
-                if activity.idle_for() >= idle_timeout {
-                    connection.as_mut().graceful_shutdown();
+                match closing {
+                    // A graceful close waits for pending writes; a client that never reads
+                    // would hold the connection (and its slot) forever. After the grace
+                    // period it is dropped.
+                    Some(since) if since.elapsed() >= CLOSE_GRACE => return,
+                    Some(_) => {}
+                    None if activity.idle_for() >= idle_timeout => {
+                        connection.as_mut().graceful_shutdown();
+                        closing = Some(Instant::now());
+                    }
+                    None => {}
                 }
             }
         }

@@ -264,7 +264,13 @@ impl preopens::Host for GuardView<'_> {
             })?;
             for (_, entries) in self.guard.hide.iter().filter(|(g, _)| g == guest) {
                 for entry in entries {
-                    for path in resolve::anchor(dir.dir.as_fd(), &real, entry) {
+                    let paths = resolve::anchor(dir.dir.as_fd(), &real, entry).map_err(|e| {
+                        wasmtime::Error::msg(format!(
+                            "cannot resolve a hidden path of a granted directory ({e:?}); \
+                             refusing to run with hidden paths unchecked"
+                        ))
+                    })?;
+                    for path in paths {
                         self.guard.hidden.add(path);
                     }
                 }

@@ -187,44 +187,65 @@ pub fn locate(
 
 /// The real host paths one `hide` entry (normalised, relative) stands for in the preopened
 /// directory `root` (real path `root_real`): the entry's own path, with its parent resolved (a
-/// symlinked ancestor must not move it out of sight), and, when the entry is itself a symlink
-/// to something inside the grant, that target too (else `.git` → `real-git-dir` would leave
-/// `real-git-dir/config` readable under either name).
-pub fn anchor(root: BorrowedFd<'_>, root_real: &Path, entry: &str) -> Vec<PathBuf> {
+/// symlinked ancestor must not move it out of sight), and, when the entry is itself a symlink,
+/// its target too (else `.git` → `real-git-dir` would leave `real-git-dir/config` readable
+/// under either name) — resolved from the grant's root, so a target such as `../.env.shared`
+/// is found, and by the host when it lies outside this grant (another grant may reach it).
+///
+/// Fails closed: only "does not exist" is taken as absent; any other error (out of file
+/// descriptors, permissions, a racing rename) is an error, never a smaller hidden set.
+pub fn anchor(
+    root: BorrowedFd<'_>,
+    root_real: &Path,
+    entry: &str,
+) -> Result<Vec<PathBuf>, ErrorCode> {
+    let absent = |e: &ErrorCode| matches!(e, ErrorCode::NoEntry | ErrorCode::NotDirectory);
     let (parent, name) = match entry.rsplit_once('/') {
         None => (None, entry),
         Some((parent, name)) => (Some(parent), name),
     };
-    let opened = parent.map(|p| open_dir_beneath(root, p));
-    let (dir, parent_real) = match &opened {
-        None => (root, Some(root_real.to_path_buf())),
-        Some(Ok(fd)) => (fd.as_fd(), real_path(fd.as_fd()).ok()),
-        // The parent does not exist (or is not reachable): only the path as written.
-        Some(Err(_)) => return vec![root_real.join(entry)],
-    };
     let mut out = vec![root_real.join(entry)];
-    let Some(parent_real) = parent_real else {
-        return out;
+    let opened = match parent.map(|p| open_dir_beneath(root, p)) {
+        None => None,
+        Some(Ok(fd)) => Some(fd),
+        // The parent does not exist: only the path as written.
+        Some(Err(e)) if absent(&e) => return Ok(out),
+        Some(Err(e)) => return Err(e),
+    };
+    let (dir, parent_real) = match &opened {
+        None => (root, root_real.to_path_buf()),
+        Some(fd) => (fd.as_fd(), real_path(fd.as_fd())?),
     };
     out.push(parent_real.join(name));
-    let is_link = rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW)
-        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Symlink);
-    if is_link {
+    let kind = match rustix::fs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => FileType::from_raw_mode(st.st_mode),
+        Err(Errno::NOENT) => return Ok(out),
+        Err(e) => return Err(code(e)),
+    };
+    if kind == FileType::Symlink {
         let target = rustix::fs::openat2(
-            dir,
-            name,
+            root,
+            entry,
             OFlags::PATH | OFlags::CLOEXEC,
             Mode::empty(),
             ResolveFlags::BENEATH | ResolveFlags::NO_MAGICLINKS,
         );
-        // A target outside the grant is unreachable anyway (cap-std, `RESOLVE_BENEATH`).
-        if let Ok(target) = target
-            && let Ok(real) = real_path(target.as_fd())
-        {
-            out.push(real);
+        match target {
+            Ok(target) => out.push(real_path(target.as_fd())?),
+            // Dangling: nothing to hide behind it (yet; a later target is caught per lookup
+            // through the link's own hidden path).
+            Err(Errno::NOENT) => {}
+            // Out of this grant (or absolute): hide where the host says it leads, in case
+            // another grant reaches it.
+            Err(Errno::XDEV) | Err(Errno::LOOP) => {
+                if let Ok(real) = std::fs::canonicalize(parent_real.join(name)) {
+                    out.push(real);
+                }
+            }
+            Err(e) => return Err(code(e)),
         }
     }
-    out
+    Ok(out)
 }
 
 /// Opens `path` as a directory beneath `base`: the kernel refuses `..` above `base`, absolute
@@ -319,14 +340,27 @@ mod tests {
         symlink("real-git", root.join(".git")).unwrap();
         symlink("cfg", root.join("config")).unwrap();
         let dir = std::fs::File::open(&root).unwrap();
-        let git = anchor(dir.as_fd(), &root, ".git");
+        let git = anchor(dir.as_fd(), &root, ".git").unwrap();
         assert!(git.contains(&root.join(".git")) && git.contains(&root.join("real-git")));
-        let private = anchor(dir.as_fd(), &root, "config/private");
+        let private = anchor(dir.as_fd(), &root, "config/private").unwrap();
         assert!(private.contains(&root.join("cfg/private")), "{private:?}");
         assert_eq!(
-            anchor(dir.as_fd(), &root, "absent/x"),
+            anchor(dir.as_fd(), &root, "absent/x").unwrap(),
             [root.join("absent/x")]
         );
+        // A link whose text climbs out of its own directory (`app/.env -> ../.env.shared`):
+        // its target is hidden too.
+        std::fs::create_dir(root.join("app")).unwrap();
+        std::fs::write(root.join(".env.shared"), "SECRET=1").unwrap();
+        symlink("../.env.shared", root.join("app/.env")).unwrap();
+        let env = anchor(dir.as_fd(), &root, "app/.env").unwrap();
+        assert!(env.contains(&root.join(".env.shared")), "{env:?}");
+        // A link out of the grant: the host's answer is hidden (another grant may reach it).
+        let outside = tempfile::tempdir().unwrap();
+        let outside_real = outside.path().canonicalize().unwrap();
+        symlink(&outside_real, root.join("out")).unwrap();
+        let out = anchor(dir.as_fd(), &root, "out").unwrap();
+        assert!(out.contains(&outside_real), "{out:?}");
     }
 
     #[test]
