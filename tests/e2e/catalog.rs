@@ -146,6 +146,14 @@ async fn a_cached_artifact_is_loaded_only_when_bound_to_its_component() {
         )
         .unwrap();
     }
+    // A key others can read is no secret: the cache is not used.
+    let key = cache.path().join("key");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    assert_eq!(
+        load_one(dirs[0].path(), cache.path()).await.components()[0].cache,
+        CacheOutcome::Disabled
+    );
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
     // The key decides: with a new key every old artifact is refused.
     fs::remove_file(cache.path().join("key")).unwrap();
     assert_eq!(

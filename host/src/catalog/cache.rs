@@ -4,8 +4,11 @@
 //! A cached artifact is native code, and `Component::deserialize` trusts it (`unsafe`). So an
 //! artifact is loaded only when all of this holds:
 //! - the cache directory is a real directory (not a link) owned by the gateway's user and not
-//!   writable by group or others; otherwise the cache is not used at all (compile every time)
-//!   and the operator is told why;
+//!   writable by group or others, and its key readable by the gateway's user alone; otherwise
+//!   the cache is not used at all (compile every time) and the operator is told why. (Its
+//!   ancestors are not checked, and the files are opened by path after the check: a user who
+//!   can replace the directory between the two is not defended against. Keep the cache under a
+//!   directory only the gateway's user can write.)
 //! - the file carries an HMAC-SHA256 tag, under a key kept in that directory (`key`, mode
 //!   0600), over the component's digest, the wasmtime version, the engine's compatibility hash
 //!   and the artifact itself. An artifact copied under another component's name, built by
@@ -97,8 +100,9 @@ fn current_uid() -> u32 {
     rustix::process::geteuid().as_raw()
 }
 
-/// Refuses a path that is a link, not ours, or writable by others.
-fn check_private(path: &Path, what: &str, dir: bool) -> Result<()> {
+/// Refuses a path that is a link, not ours, or open to others beyond `mask`'s bits being
+/// clear (`0o022`: not writable by group or others; `0o077`: not even readable).
+fn check_private(path: &Path, what: &str, dir: bool, mask: u32) -> Result<()> {
     let meta = fs::symlink_metadata(path).with_context(|| format!("{}", path.display()))?;
     if meta.file_type().is_symlink() || meta.is_dir() != dir {
         bail!("{} is not a plain {what}", path.display());
@@ -111,11 +115,12 @@ fn check_private(path: &Path, what: &str, dir: bool) -> Result<()> {
             current_uid()
         );
     }
-    if meta.permissions().mode() & 0o022 != 0 {
+    if meta.permissions().mode() & mask != 0 {
         bail!(
-            "{} is writable by group or others (mode {:o}); run `chmod go-w` on it",
+            "{} is open to group or others (mode {:o}); run `chmod go-{}` on it",
             path.display(),
-            meta.permissions().mode() & 0o777
+            meta.permissions().mode() & 0o777,
+            if mask & 0o044 != 0 { "rwx" } else { "w" }
         );
     }
     Ok(())
@@ -130,7 +135,7 @@ fn open(dir: &Path, engine: &Engine) -> Result<Cache> {
             .create(dir)
             .with_context(|| format!("creating {}", dir.display()))?;
     }
-    check_private(dir, "directory", true)?;
+    check_private(dir, "directory", true, 0o022)?;
     let key_path = dir.join("key");
     if !key_path.exists() {
         let mut key = [0u8; KEY_LEN];
@@ -144,7 +149,8 @@ fn open(dir: &Path, engine: &Engine) -> Result<Cache> {
         // Another gateway may have created it meanwhile: keep theirs.
         let _ = tmp.persist_noclobber(&key_path);
     }
-    check_private(&key_path, "file", false)?;
+    // The key must stay secret: whoever can read it can tag code of their own.
+    check_private(&key_path, "file", false, 0o077)?;
     let mut key = [0u8; KEY_LEN];
     let mut file = fs::OpenOptions::new()
         .read(true)

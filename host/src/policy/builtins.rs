@@ -65,25 +65,22 @@ fn code_only(text: &str) -> String {
     out
 }
 
-/// Rejects a module that calls a denied builtin, naming the file, line and builtin.
+/// Rejects a module that calls a denied builtin, naming the file, line and builtin. A call is
+/// the name followed by `(`, with any white space between, line breaks included.
 pub fn check(file: &str, text: &str) -> Result<()> {
     let code = code_only(text);
-    for (number, line) in code.lines().enumerate() {
-        for (name, why) in DENIED {
-            let mut rest = line;
-            while let Some(at) = rest.find(name) {
-                let before = rest[..at].chars().next_back();
-                let after = rest[at + name.len()..].trim_start().chars().next();
-                let word_start =
-                    !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.');
-                if word_start && after == Some('(') {
-                    bail!(
-                        "{file}:{}: the builtin `{name}` is not allowed ({why})",
-                        number + 1
-                    );
-                }
-                rest = &rest[at + name.len()..];
+    for (name, why) in DENIED {
+        let mut from = 0;
+        while let Some(found) = code[from..].find(name) {
+            let at = from + found;
+            let before = code[..at].chars().next_back();
+            let after = code[at + name.len()..].trim_start().chars().next();
+            let word_start = !before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '.');
+            if word_start && after == Some('(') {
+                let line = code[..at].matches('\n').count() + 1;
+                bail!("{file}:{line}: the builtin `{name}` is not allowed ({why})");
             }
+            from = at + name.len();
         }
     }
     Ok(())
@@ -102,6 +99,8 @@ mod tests {
             "p.rego:3: the builtin `http.send` is not allowed (policies may not make network requests)"
         );
         assert!(check("p.rego", "t := time.now_ns ()").is_err());
+        let split = check("p.rego", "package p\nt := time.now_ns\n\t(\n)\n").unwrap_err();
+        assert!(split.to_string().starts_with("p.rego:2:"), "{split}");
     }
 
     #[test]

@@ -194,6 +194,7 @@ impl Policy {
         match self.evaluate(input) {
             Ok(decision) => decision,
             Err(e) => {
+                let detail = redact_strings(format!("{e:#}"), input.args);
                 let n = self.errors.fetch_add(1, Ordering::Relaxed);
                 let reference = format!("pe-{}-{n}", std::process::id());
                 tracing::error!(
@@ -202,7 +203,7 @@ impl Policy {
                     tool = ?input.tool.name,
                     principal = %input.principal.id,
                     action = ?input.action,
-                    "policy error, denying: {e:#}"
+                    "policy error, denying: {detail}"
                 );
                 Decision::deny(format!(
                     "policy error (ref {reference}); the operator can look up the details"
@@ -244,6 +245,31 @@ impl Policy {
         let prepared = self.prepared()?;
         Ok(rego_tests::run(&prepared.engine, &prepared.modules))
     }
+}
+
+/// `text` with every string of `args` (3 characters or more) replaced: a policy error can quote
+/// the value a builtin failed on, and arguments never reach the log.
+fn redact_strings(mut text: String, args: Option<&serde_json::Value>) -> String {
+    fn strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match value {
+            serde_json::Value::String(s) if s.chars().count() >= 3 => out.push(s),
+            serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
+            serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    if let Some(args) = args {
+        strings(args, &mut found);
+    }
+    // Longest first, so that a value containing another is replaced whole.
+    found.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for value in found {
+        if text.contains(value) {
+            text = text.replace(value, "‹argument›");
+        }
+    }
+    text
 }
 
 /// Loads the policies from `dir`, or the embedded defaults when `dir` is `None`.

@@ -5,8 +5,9 @@
 //! Fairness comes from two levels of FIFO semaphores: a principal first takes one of its own
 //! `max_per_principal` permits, and only then queues for a shared slot, so one principal can
 //! never hold (or queue for) more than its share while others wait. Memory is reserved in
-//! whole MiB at the call's own memory ceiling, so the sum of what running guests may grow to
-//! never exceeds `max_total_memory`.
+//! whole MiB at the call's own memory ceiling (all of its linear memories together, see the
+//! limiter), taken at once or refused, so the sum of what running guests may grow to never
+//! exceeds `max_total_memory` and a large call never makes smaller ones queue behind it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -134,15 +135,29 @@ impl Admitter {
         let queue = async {
             let principal = own.acquire_owned().await.ok();
             let slot = self.slots.clone().acquire_owned().await.ok()?;
-            let memory = self.memory.clone().acquire_many_owned(wanted).await.ok();
-            Some(Ticket {
-                _principal: principal,
-                _slot: slot,
-                _memory: memory,
-            })
+            Some((principal, slot))
         };
         match tokio::time::timeout(wait, queue).await {
-            Ok(Some(ticket)) => Ok(ticket),
+            Ok(Some((principal, slot))) => {
+                // Memory is taken now or not at all: a FIFO wait for many MiB would make every
+                // smaller call behind it wait too, whoever it belongs to.
+                let memory = self
+                    .memory
+                    .clone()
+                    .try_acquire_many_owned(wanted)
+                    .map_err(|_| {
+                        Busy(format!(
+                            "not enough guest memory free for the call's limit of {} ({} in all)",
+                            show_bytes(memory_bytes),
+                            show_bytes(self.settings.max_total_memory)
+                        ))
+                    })?;
+                Ok(Ticket {
+                    _principal: principal,
+                    _slot: slot,
+                    _memory: Some(memory),
+                })
+            }
             _ => Err(Busy(format!(
                 "no room within {} ms ({} calls may run at once, {} per principal, {} of guest memory in all)",
                 wait.as_millis(),

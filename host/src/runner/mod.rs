@@ -355,6 +355,7 @@ impl Runner {
             fsguard,
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,
+                memory_used: 0,
                 table_elements: engine::MAX_TABLE_ELEMENTS,
                 hit: None,
             },

@@ -24,7 +24,11 @@ pub enum LimitHit {
 
 /// Enforces per-call memory and table limits and remembers the first one hit.
 pub struct Limiter {
+    /// The call's memory limit, across all of its linear memories together (admission
+    /// reserves exactly this much for the call).
     pub memory_bytes: u64,
+    /// Bytes of linear memory the call's memories have now, together.
+    pub memory_used: u64,
     pub table_elements: usize,
     pub hit: Option<LimitHit>,
 }
@@ -32,17 +36,22 @@ pub struct Limiter {
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired as u64 > self.memory_bytes {
+        let total = self
+            .memory_used
+            .saturating_sub(current as u64)
+            .saturating_add(desired as u64);
+        if total > self.memory_bytes {
             self.hit.get_or_insert(LimitHit::Memory {
                 limit: self.memory_bytes,
-                requested: desired as u64,
+                requested: total,
             });
             return Ok(false);
         }
+        self.memory_used = total;
         Ok(true)
     }
 

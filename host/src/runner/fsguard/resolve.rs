@@ -102,6 +102,27 @@ pub struct Located {
     pub dir_required: bool,
 }
 
+/// Whether walking `parent` (as written, `..` taken lexically) from `base_real` steps on a
+/// hidden path at any point.
+fn passes_hidden(base_real: &Path, parent: &str, hidden: &Hidden) -> bool {
+    let mut at = base_real.to_path_buf();
+    for part in parent.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                at.pop();
+            }
+            part => {
+                at.push(part);
+                if hidden.covers(&at) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
+}
+
 /// Resolves `path` relative to `base`. With `base_real` (the real path of `base`), every step
 /// is checked against `hidden` and a hidden path fails with `no-entry`. With `follow`, a final
 /// symlink is read and its target resolved the same way (relative to the link's directory,
@@ -117,6 +138,14 @@ pub fn locate(
     for _ in 0..=MAX_LINKS {
         let parts = split(&path)?;
         let follow = follow || parts.dir_required;
+        // Before the kernel sees the parent, walk it as written: a step into a hidden path
+        // is `no-entry` here, so the kernel's answer (not-a-directory, a symlink's target, a
+        // `..` that works) can never tell what exists inside one.
+        if let Some(base_real) = base_real
+            && passes_hidden(base_real, parts.parent, hidden)
+        {
+            return Err(ErrorCode::NoEntry);
+        }
         let parent = if parts.parent.is_empty() {
             None
         } else {
@@ -391,6 +420,10 @@ mod tests {
             ".git/",
             "dirlink/config",
             "dirlink/",
+            // Inside the hidden tree the kernel's answer would tell what exists there.
+            ".git/config/x",
+            ".git/nothing/x",
+            ".git/../ok.txt",
         ] {
             assert_eq!(find(path, false).unwrap_err(), ErrorCode::NoEntry, "{path}");
         }
