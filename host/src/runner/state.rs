@@ -131,3 +131,35 @@ impl host::Host for StoreState {
 }
 
 impl super::bindings::portcullis::tool::types::Host for StoreState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wasmtime::ResourceLimiter;
+
+    const MIB: usize = 1024 * 1024;
+
+    #[test]
+    fn the_memory_limit_holds_across_all_memories_of_a_call() {
+        let mut limiter = Limiter {
+            memory_bytes: 64 * MIB as u64,
+            memory_used: 0,
+            table_elements: 10,
+            hit: None,
+        };
+        // Two memories created, then each grown: together they may not pass the limit.
+        assert!(limiter.memory_growing(0, MIB, None).unwrap());
+        assert!(limiter.memory_growing(0, MIB, None).unwrap());
+        assert!(limiter.memory_growing(MIB, 40 * MIB, None).unwrap());
+        assert!(!limiter.memory_growing(MIB, 40 * MIB, None).unwrap());
+        assert_eq!(
+            limiter.hit,
+            Some(LimitHit::Memory {
+                limit: 64 * MIB as u64,
+                requested: 80 * MIB as u64
+            })
+        );
+        // The second may still grow within what is left.
+        assert!(limiter.memory_growing(MIB, 24 * MIB, None).unwrap());
+    }
+}
