@@ -482,15 +482,6 @@ fn classify(
     limits: &Limits,
     stderr: Option<&MemoryOutputPipe>,
 ) -> RunError {
-    match store.data().limiter.hit {
-        Some(LimitHit::Memory { limit, requested }) => {
-            return LimitExceeded::Memory { limit, requested }.into();
-        }
-        Some(LimitHit::Table { limit, requested }) => {
-            return LimitExceeded::Table { limit, requested }.into();
-        }
-        None => {}
-    }
     // wasmtime's error for exhausted hostcall fuel is private; its message is pinned by a test.
     if format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted") {
         return LimitExceeded::Transfer {
@@ -513,6 +504,18 @@ fn classify(
             .into();
         }
         _ => {}
+    }
+    // A refused `memory.grow` or `table.grow` does not trap by itself; the guest's allocator
+    // then aborts. Fuel, deadline and stack (above) are definite causes and come first: a guest
+    // that survived a refused grow and later ran out of fuel ran out of fuel.
+    match store.data().limiter.hit {
+        Some(LimitHit::Memory { limit, requested }) => {
+            return LimitExceeded::Memory { limit, requested }.into();
+        }
+        Some(LimitHit::Table { limit, requested }) => {
+            return LimitExceeded::Table { limit, requested }.into();
+        }
+        None => {}
     }
     let mut stderr_tail = String::new();
     if let Some(stderr) = stderr {
