@@ -214,14 +214,22 @@ impl Policy {
 
     /// The decision for `input`, or why there is none.
     pub fn evaluate(&self, input: &PolicyInput<'_>) -> Result<Decision> {
-        let input_json = serde_json::to_string(input).context("serialising the input")?;
-        self.evaluate_json(&input_json)
+        // Through a JSON value, not JSON text: a few µs less per decision than printing and
+        // re-parsing the document.
+        let document = serde_json::to_value(input).context("serialising the input")?;
+        let input = <regorus::Value as serde::Deserialize>::deserialize(document)
+            .map_err(|e| anyhow!("input: {e}"))?;
+        self.evaluate_value(input)
     }
 
     /// The decision for an input document given as JSON (e.g. `portcullis policy eval`), on
     /// the engine that serves.
     pub fn evaluate_json(&self, input_json: &str) -> Result<Decision> {
         let input = regorus::Value::from_json_str(input_json).map_err(|e| anyhow!("input: {e}"))?;
+        self.evaluate_value(input)
+    }
+
+    fn evaluate_value(&self, input: regorus::Value) -> Result<Decision> {
         let prepared = self.prepared()?;
         let pooled = prepared.pool.lock().ok().and_then(|mut pool| pool.pop());
         let mut engine = pooled.unwrap_or_else(|| prepared.engine.clone());

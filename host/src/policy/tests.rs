@@ -366,3 +366,49 @@ fn a_broken_reload_keeps_the_last_good_policy() {
         "the last good policy should still be in force"
     );
 }
+
+#[test]
+fn the_served_input_and_its_json_text_decide_alike() {
+    // `decide` builds regorus's value from a JSON value; `policy eval` parses JSON text. The
+    // second policy echoes the whole input it sees, so any difference shows.
+    let policy = embedded();
+    let (_dir, echo) = load_dir(
+        &[(
+            "p.rego",
+            "package portcullis\nimport rego.v1\ndecision := {\"allow\": false, \"reasons\": [json.marshal(input)]}\n",
+        )],
+        EvalLimits::default(),
+    );
+    let ctx = context();
+    let args = json!({"path": "notes.md", "content": "x", "n": 1.5, "big": 9007199254740992u64,
+                      "nested": {"a": [1, -2, "three", null, true]}, "mode": "overwrite"});
+    for roles in [&["reader"][..], &["writer"], &["admin"], &[]] {
+        let p = principal(roles);
+        for (name, component, destructive) in [
+            ("read_file", "workspace", false),
+            ("write_file", "workspace", true),
+            ("hash", "data", false),
+        ] {
+            for env in ["dev", "prod"] {
+                for action in [Action::List, Action::Call] {
+                    let input = PolicyInput {
+                        version: INPUT_VERSION,
+                        action,
+                        principal: &p,
+                        tool: tool(name, component, destructive),
+                        args: (action == Action::Call).then_some(&args),
+                        plan_hash: Some("sha256:00"),
+                        environment: env,
+                        context: &ctx,
+                    };
+                    let text = serde_json::to_string(&input).unwrap();
+                    for policy in [&policy, &echo] {
+                        let served = policy.evaluate(&input).unwrap();
+                        let parsed = policy.evaluate_json(&text).unwrap();
+                        assert_eq!(served, parsed, "{roles:?} {name} {env} {action:?}");
+                    }
+                }
+            }
+        }
+    }
+}
