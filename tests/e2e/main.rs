@@ -8,6 +8,7 @@ mod catalog;
 mod cli;
 mod examples;
 mod failclosed;
+mod frontdoor;
 mod gateway;
 mod hidden;
 mod hostile;
