@@ -14,4 +14,5 @@ mod hidden;
 mod hostile;
 mod mcp;
 mod python;
+mod results;
 mod support;
