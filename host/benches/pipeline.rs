@@ -357,6 +357,22 @@ async fn serve_http(config: &Path) -> (tokio::process::Child, String) {
     (child, url)
 }
 
+/// One JSON-RPC request to the gateway's MCP endpoint with `token`; the response body.
+async fn post_mcp(client: &reqwest::Client, url: &str, token: &str, body: &'static str) -> String {
+    client
+        .post(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .header("accept", "application/json, text/event-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// A governed call over streamable HTTP through the real binary: one keep-alive connection,
 /// sequential requests, bearer token checked on each.
 async fn http(n: usize) {
@@ -375,16 +391,7 @@ async fn http(n: usize) {
     let mut times = Vec::with_capacity(n);
     for i in 0..(n + 200) {
         let started = Instant::now();
-        let response = client
-            .post(&url)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(body)
-            .send()
-            .await
-            .unwrap();
-        let text = response.text().await.unwrap();
+        let text = post_mcp(&client, &url, token, body).await;
         if i >= 200 {
             times.push(started.elapsed());
         }
@@ -431,20 +438,6 @@ async fn fairness(n: usize) {
     )
     .unwrap();
     let (_child, url) = serve_http(&config).await;
-    let post = |client: reqwest::Client, url: String, token: &'static str, body: &'static str| async move {
-        client
-            .post(&url)
-            .header("authorization", format!("Bearer {token}"))
-            .header("content-type", "application/json")
-            .header("accept", "application/json, text/event-stream")
-            .body(body)
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-    };
     let hash = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hash","arguments":{"text":"a"}}}"#;
     let spin_call =
         r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"spin","arguments":{}}}"#;
@@ -456,7 +449,7 @@ async fn fairness(n: usize) {
             let mut times = Vec::with_capacity(n);
             for _ in 0..n {
                 let started = Instant::now();
-                let text = post(client.clone(), url.clone(), "other-token-0123456789", hash).await;
+                let text = post_mcp(&client, &url, "other-token-0123456789", hash).await;
                 times.push(started.elapsed());
                 assert!(text.contains("\"isError\":false"), "{text}");
             }
@@ -470,13 +463,7 @@ async fn fairness(n: usize) {
             let (client, url, stop) = (client.clone(), url.clone(), stop.clone());
             tokio::spawn(async move {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    post(
-                        client.clone(),
-                        url.clone(),
-                        "spinner-token-0123456789",
-                        spin_call,
-                    )
-                    .await;
+                    post_mcp(&client, &url, "spinner-token-0123456789", spin_call).await;
                 }
             })
         })

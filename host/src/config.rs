@@ -349,7 +349,7 @@ impl Config {
         if http.max_requests_per_principal == 0 {
             bail!("http.max_requests_per_principal must be at least 1");
         }
-        let message_cap = args.max_bytes as u64 + 64 * 1024;
+        let message_cap = crate::mcp::precheck::MessageCaps::for_args(args).max_bytes as u64;
         if http.max_inflight_bytes < message_cap {
             bail!(
                 "http.max_inflight_bytes must be at least limits.max_args + 64KiB ({message_cap} bytes), so that one request of the largest size fits"

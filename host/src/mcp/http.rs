@@ -68,11 +68,17 @@ struct FrontDoor {
 
 fn busy_response(message: &str) -> Response<Body> {
     let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, message);
+    retry_later(&mut response);
+    response
+}
+
+/// Makes `response` a 503 with `Retry-After` (whatever its body).
+fn retry_later(response: &mut Response<Body>) {
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
     response.headers_mut().insert(
         hyper::header::RETRY_AFTER,
-        hyper::header::HeaderValue::from_static("1"),
+        hyper::header::HeaderValue::from(super::RETRY_AFTER.as_secs()),
     );
-    response
 }
 
 fn plain(status: StatusCode, message: &str) -> Response<Body> {
@@ -253,11 +259,7 @@ impl FrontDoor {
             .await;
         if busy.raised() {
             // The JSON-RPC answer (a "busy, retry" tool error) stays the body.
-            *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-            response.headers_mut().insert(
-                hyper::header::RETRY_AFTER,
-                hyper::header::HeaderValue::from_static("1"),
-            );
+            retry_later(&mut response);
         }
         drop(_room);
         response
@@ -392,8 +394,9 @@ async fn refuse_busy(mut stream: tokio::net::TcpStream) {
     use tokio::io::AsyncWriteExt;
     const MESSAGE: &str = "busy: too many open connections; retry shortly\n";
     let response = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: text/plain\r\n\
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: {}\r\ncontent-type: text/plain\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{MESSAGE}",
+        super::RETRY_AFTER.as_secs(),
         MESSAGE.len()
     );
     let _ = tokio::time::timeout(

@@ -141,6 +141,9 @@ fn meta(plan_hash: Option<&str>, report: Option<&RunReport>) -> Option<MetaObjec
     (!map.is_empty()).then_some(MetaObject(map))
 }
 
+/// How long a client told "busy" should wait before it tries again.
+pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The largest JSON-RPC message the gateway sends. MCP clients drop longer ones (rmcp's stdio
 /// lines and SSE events stop at 16 MiB, silently), so a result that encodes to more is
 /// reported as an output limit instead of being sent and lost.
@@ -155,7 +158,10 @@ fn oversized(result: &CallToolResult, output_limit: u64) -> Option<usize> {
         // Escaping at most sextuples text (`\u0000`) and base64 adds a third.
         return None;
     }
-    let size = serde_json::to_vec(result).map_or(usize::MAX, |bytes| bytes.len()) + ENVELOPE_BYTES;
+    // A result that cannot even be encoded counts as too large.
+    let size = serde_json::to_vec(result)
+        .map_or(usize::MAX, |bytes| bytes.len())
+        .saturating_add(ENVELOPE_BYTES);
     (size > MAX_MESSAGE_BYTES).then_some(size)
 }
 
@@ -191,7 +197,10 @@ pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, 
         .with_meta(meta(Some(plan_hash), None))),
         Err(error @ GateError::Busy(_)) => {
             let mut meta = Map::new();
-            meta.insert("portcullis/retry_after_ms".into(), json!(1000));
+            meta.insert(
+                "portcullis/retry_after_ms".into(),
+                json!(RETRY_AFTER.as_millis() as u64),
+            );
             Ok(
                 CallToolResult::error(vec![ContentBlock::text(error.to_string())])
                     .with_meta(Some(MetaObject(meta))),

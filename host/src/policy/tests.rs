@@ -283,51 +283,34 @@ fn the_policy_directory_is_read_recursively() {
     assert!(policy.evaluate_json(&call_input(&json!({}))).unwrap().allow);
 }
 
+/// Why the policies in `dir` do not load.
+fn load_error(dir: &tempfile::TempDir) -> String {
+    let loaded = Policy::load(
+        PolicySource::Dir(dir.path().into()),
+        json!({}),
+        EvalLimits::default(),
+    );
+    format!("{:#}", loaded.err().expect("the policies loaded"))
+}
+
 #[test]
 fn load_errors_name_the_file() {
     let dir = write_dir(&[("bad.rego", "package portcullis\ndecision := {")]);
-    let error = format!(
-        "{:#}",
-        Policy::load(
-            PolicySource::Dir(dir.path().into()),
-            json!({}),
-            EvalLimits::default()
-        )
-        .err()
-        .unwrap()
-    );
+    let error = load_error(&dir);
     assert!(error.contains("bad.rego"), "{error}");
 
     let dir = write_dir(&[(
         "net.rego",
         "package portcullis\ndecision := {\"allow\": http.send({}).status_code == 200}\n",
     )]);
-    let error = format!(
-        "{:#}",
-        Policy::load(
-            PolicySource::Dir(dir.path().into()),
-            json!({}),
-            EvalLimits::default()
-        )
-        .err()
-        .unwrap()
-    );
+    let error = load_error(&dir);
     assert!(
         error.contains("net.rego:2: the builtin `http.send` is not allowed"),
         "{error}"
     );
 
     let dir = write_dir(&[("none.rego", "package other\nx := 1\n")]);
-    let error = format!(
-        "{:#}",
-        Policy::load(
-            PolicySource::Dir(dir.path().into()),
-            json!({}),
-            EvalLimits::default()
-        )
-        .err()
-        .unwrap()
-    );
+    let error = load_error(&dir);
     assert!(error.contains(DECISION_RULE), "{error}");
 }
 

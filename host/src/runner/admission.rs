@@ -115,10 +115,6 @@ impl Admitter {
         }
     }
 
-    pub fn settings(&self) -> Admission {
-        self.settings
-    }
-
     /// Waits (at most the configured time) for room for one call of `principal` whose guest
     /// may grow to `memory_bytes`.
     pub async fn admit(&self, principal: &str, memory_bytes: u64) -> Result<Ticket, Busy> {
