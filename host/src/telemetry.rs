@@ -4,7 +4,7 @@ use tracing_subscriber::EnvFilter;
 
 /// Crates that log whole protocol messages (tool arguments and results) below this level; they
 /// are capped here whatever `RUST_LOG` says, because arguments never reach the log.
-const CAPPED: &[&str] = &["rmcp=warn", "hyper=info", "h2=info"];
+const CAPPED: &[&str] = &["rmcp=warn", "hyper=info"];
 
 /// Installs the stderr logger; `RUST_LOG` overrides the default `portcullis=info`, except for
 /// the [`CAPPED`] crates.

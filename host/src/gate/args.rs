@@ -94,8 +94,10 @@ pub fn nesting_exceeds(text: &[u8], limit: usize) -> bool {
 /// The largest integer every JSON implementation represents exactly (I-JSON, RFC 7493).
 const MAX_EXACT: u64 = 1 << 53;
 
-/// Refuses integers that policy (Rego numbers) and the tool could read as different values.
-fn check_exact(value: &Value, at: &mut String) -> Result<(), ArgsError> {
+/// The first integer that policy (Rego numbers) and the tool could read as different values,
+/// as (JSON pointer, value). Nothing is allocated unless one is found: this walks every
+/// argument of every call.
+fn find_inexact(value: &Value) -> Option<(String, String)> {
     match value {
         Value::Number(n) => {
             let inexact = match (n.as_u64(), n.as_i64()) {
@@ -104,38 +106,16 @@ fn check_exact(value: &Value, at: &mut String) -> Result<(), ArgsError> {
                 // A float: one IEEE double, the same on every side.
                 (None, None) => false,
             };
-            if inexact {
-                return Err(ArgsError::InexactInteger {
-                    at: if at.is_empty() {
-                        "/".into()
-                    } else {
-                        at.clone()
-                    },
-                    value: n.to_string(),
-                });
-            }
-            Ok(())
+            inexact.then(|| (String::new(), n.to_string()))
         }
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                let len = at.len();
-                at.push_str(&format!("/{i}"));
-                check_exact(item, at)?;
-                at.truncate(len);
-            }
-            Ok(())
-        }
-        Value::Object(map) => {
-            for (key, item) in map {
-                let len = at.len();
-                at.push('/');
-                at.push_str(key);
-                check_exact(item, at)?;
-                at.truncate(len);
-            }
-            Ok(())
-        }
-        _ => Ok(()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| find_inexact(item).map(|(at, n)| (format!("/{i}{at}"), n))),
+        Value::Object(map) => map
+            .iter()
+            .find_map(|(key, item)| find_inexact(item).map(|(at, n)| (format!("/{key}{at}"), n))),
+        _ => None,
     }
 }
 
@@ -200,7 +180,10 @@ fn finish(
             limit: caps.max_depth,
         });
     }
-    check_exact(&value, &mut String::new())?;
+    if let Some((at, value)) = find_inexact(&value) {
+        let at = if at.is_empty() { "/".into() } else { at };
+        return Err(ArgsError::InexactInteger { at, value });
+    }
     normalize_paths(&mut value, path_fields)?;
     let canonical = serde_json_canonicalizer::to_string(&value)
         .map_err(|e| ArgsError::NotJson(e.to_string()))?;
