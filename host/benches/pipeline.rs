@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use portcullis::capabilities::Capabilities;
 use portcullis::catalog::Catalog;
 use portcullis::config::Config;
 use portcullis::gate::{RawArgs, Transport};
@@ -90,7 +91,7 @@ fn bench_config(dir: &Path) -> PathBuf {
 }
 
 async fn in_process(n: usize) {
-    let runner = Runner::new(EngineSettings::default()).unwrap();
+    let runner = Runner::new(EngineSettings::default(), Capabilities::basic(Vec::new())).unwrap();
     let catalog = Catalog::load(
         &runner,
         &tools_dir(),
@@ -223,6 +224,7 @@ async fn governed(n: usize) {
                 "hash",
                 RawArgs::Object(Some(map.clone())),
                 Transport::Cli,
+                None,
             )
             .await
             .unwrap();
@@ -231,7 +233,9 @@ async fn governed(n: usize) {
     for _ in 0..n {
         let args = RawArgs::Object(Some(map.clone()));
         let started = Instant::now();
-        let outcome = gateway.call(&principal, "hash", args, Transport::Cli).await;
+        let outcome = gateway
+            .call(&principal, "hash", args, Transport::Cli, None)
+            .await;
         pipeline.push(started.elapsed());
         assert!(outcome.is_ok());
     }
@@ -249,7 +253,7 @@ async fn governed(n: usize) {
             .unwrap();
         plans.push(started.elapsed());
         let started = Instant::now();
-        let outcome = gateway.execute(&principal, plan).await;
+        let outcome = gateway.execute(&principal, plan, None).await;
         executes.push(started.elapsed());
         assert!(outcome.is_ok());
     }

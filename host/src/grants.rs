@@ -68,17 +68,7 @@ pub fn normalize_hide(entry: &str) -> Result<String, String> {
     Ok(parts.join("/"))
 }
 
-/// An outbound HTTP permission. The runner does not offer outbound HTTP yet, so a decision
-/// that grants it is refused rather than silently narrowed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpGrant {
-    pub host: String,
-    #[serde(default)]
-    pub ports: Vec<u16>,
-    #[serde(default)]
-    pub methods: Vec<String>,
-}
+pub use crate::egress::HttpGrant;
 
 /// Every capability one call receives.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,24 +81,9 @@ pub struct Grants {
     /// Environment variables, exactly these and no others.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
-    /// Names of secrets the tool may resolve (not offered by the runner yet).
+    /// Names of secrets the tool may resolve with `secret(name)`.
     #[serde(default)]
     pub secrets: Vec<String>,
-}
-
-impl Grants {
-    /// Capabilities this runner cannot provide yet; a decision granting any of them must be
-    /// refused, never silently narrowed.
-    pub fn unsupported(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        if !self.http.is_empty() {
-            out.push("http (outbound HTTP is not available in this version)".to_string());
-        }
-        if !self.secrets.is_empty() {
-            out.push("secrets (secret injection is not available in this version)".to_string());
-        }
-        out
-    }
 }
 
 /// Budgets for one call. Every field is always set: no wasmtime default is relied on.
@@ -204,14 +179,6 @@ mod tests {
         assert!(parse_duration("2h").unwrap_err().contains("unknown unit"));
         assert_eq!(show_bytes(64 * MIB), "64 MiB");
         assert_eq!(show_bytes(1000), "1000 bytes");
-    }
-
-    #[test]
-    fn unsupported_grants_are_named() {
-        let mut g = Grants::default();
-        assert!(g.unsupported().is_empty());
-        g.secrets.push("TOKEN".into());
-        assert!(g.unsupported()[0].starts_with("secrets"));
     }
 
     #[test]

@@ -9,13 +9,16 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
 )]
 
+pub mod capabilities;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod egress;
 pub mod gate;
 pub mod grants;
 pub mod ijson;
 pub mod mcp;
 pub mod policy;
 pub mod runner;
+pub mod secrets;
 pub mod telemetry;

@@ -8,10 +8,13 @@ use portcullis::runner::{EngineSettings, Runner};
 use crate::support::{EXAMPLE_TOOLS, component};
 
 fn runner() -> Runner {
-    Runner::new(EngineSettings {
-        admission: crate::support::admission(2),
-        max_memory_bytes: 64 * 1024 * 1024,
-    })
+    Runner::new(
+        EngineSettings {
+            admission: crate::support::admission(2),
+            max_memory_bytes: 64 * 1024 * 1024,
+        },
+        portcullis::capabilities::Capabilities::basic(Vec::new()),
+    )
     .unwrap()
 }
 

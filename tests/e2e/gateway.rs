@@ -49,6 +49,8 @@ pub struct Options<'a> {
     pub limits_extra: &'a str,
     pub http_extra: &'a str,
     pub rust_log: &'a str,
+    /// More tables, appended to the configuration (`[egress]`, `[secrets]`, `[principals.x]`…).
+    pub extra: &'a str,
 }
 
 impl Default for Options<'_> {
@@ -62,6 +64,7 @@ impl Default for Options<'_> {
             limits_extra: "",
             http_extra: "",
             rust_log: "portcullis=warn",
+            extra: "",
         }
     }
 }
@@ -119,6 +122,8 @@ tokens = ["{bob}"]
 [principals.root]
 roles = ["admin"]
 tokens = ["{root}"]
+
+{extra}
 "#,
         env = options.environment,
         cache = support::cache_dir().display(),
@@ -133,6 +138,7 @@ tokens = ["{root}"]
         alice = token_hash(ALICE),
         bob = token_hash(BOB),
         root = token_hash(ROOT),
+        extra = options.extra,
     );
     std::fs::write(&config, text).unwrap();
     Setup {

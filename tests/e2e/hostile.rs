@@ -492,10 +492,13 @@ async fn guest_blocked_in_a_host_call_hits_the_wall_clock() {
 
 #[tokio::test]
 async fn beyond_the_concurrency_bound_calls_get_a_fast_busy_error() {
-    let runner = Runner::new(portcullis::runner::EngineSettings {
-        admission: crate::support::admission(1),
-        max_memory_bytes: 64 * MIB,
-    })
+    let runner = Runner::new(
+        portcullis::runner::EngineSettings {
+            admission: crate::support::admission(1),
+            max_memory_bytes: 64 * MIB,
+        },
+        portcullis::capabilities::Capabilities::basic(Vec::new()),
+    )
     .unwrap();
     let mut catalog = Catalog::default();
     for name in ["hostile-sleep", "data"] {

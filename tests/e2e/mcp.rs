@@ -482,9 +482,13 @@ async fn serve_stdio_as_picks_the_principal() {
 const UNHONOURABLE: &str = r#"package portcullis
 import rego.v1
 decision := {"allow": true} if input.action == "list"
-decision := {"allow": true, "grants": {"http": [{"host": "api.example.com"}]}} if {
+decision := {"allow": true, "grants": {"http": [{"host": "10.0.0.1"}], "secrets": ["NOPE"]}} if {
 	input.action == "call"
 	input.tool.name == "hash"
+}
+decision := {"allow": true, "grants": {"fs": [{"host": "/", "guest": "/w", "mode": "rw"}]}} if {
+	input.action == "call"
+	input.tool.name == "read_file"
 }
 decision := {"allow": true, "requires_approval": {"approvers": 2, "reason": "money moves"}} if {
 	input.action == "call"
@@ -497,7 +501,7 @@ decision := {"allow": true, "limits": {"memory_mb": 100000}} if {
 "#;
 
 #[tokio::test]
-async fn what_the_runner_cannot_honour_is_denied_never_dropped() {
+async fn what_the_runner_cannot_honour_or_the_ceilings_forbid_is_denied_never_dropped() {
     let s = setup(Options {
         policy: Some(UNHONOURABLE),
         ..Options::default()
@@ -507,7 +511,12 @@ async fn what_the_runner_cannot_honour_is_denied_never_dropped() {
         (
             "hash",
             json!({"text": "x"}),
-            "the policy grants http (outbound HTTP is not available in this version)",
+            "the policy grants http host `10.0.0.1`, beyond the gateway's ceiling (ceilings.http); secret NOPE is not configured ([secrets.NOPE])",
+        ),
+        (
+            "read_file",
+            json!({"path": "etc/passwd"}),
+            "the policy grants directory `/`, outside the gateway's ceiling (ceilings.fs: WORKSPACE)",
         ),
         (
             "json_query",
@@ -520,9 +529,11 @@ async fn what_the_runner_cannot_honour_is_denied_never_dropped() {
             "the policy's limits exceed the gateway's ceilings for: memory_mb",
         ),
     ];
+    let workspace = s.workspace.canonicalize().unwrap();
     for (tool, args, reason) in cases {
         let result = call(&client, tool, args).await.unwrap();
         assert_eq!(result.is_error, Some(true), "{tool}");
+        let reason = reason.replace("WORKSPACE", &workspace.display().to_string());
         assert_eq!(
             text(&result),
             format!("denied by policy: {reason}"),

@@ -68,10 +68,13 @@ pub fn admission(max_concurrent: u32) -> Admission {
 
 /// A runner with a small pool, and a catalog of the named components.
 pub async fn load(names: &[&str]) -> (Runner, Catalog) {
-    let runner = Runner::new(EngineSettings {
-        admission: admission(4),
-        max_memory_bytes: 256 * 1024 * 1024,
-    })
+    let runner = Runner::new(
+        EngineSettings {
+            admission: admission(4),
+            max_memory_bytes: 256 * 1024 * 1024,
+        },
+        portcullis::capabilities::Capabilities::basic(Vec::new()),
+    )
     .expect("runner");
     let mut catalog = Catalog::default();
     for name in names {

@@ -5,14 +5,17 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Parser, Subcommand};
+use anyhow::{Context, Result, anyhow};
+use clap::{Parser, Subcommand};
 use serde_json::json;
+
+mod run;
+
+pub use run::{RunArgs, parse_grant_dir};
 
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::gate::{GateError, GateSettings, Gateway, RawArgs, Transport};
-use crate::grants::{FsGrant, FsMode, Grants, Limits, parse_bytes, parse_duration};
 use crate::mcp;
 use crate::policy::{Policy, source_for};
 use crate::runner::{EngineSettings, Runner};
@@ -28,6 +31,9 @@ pub struct Cli {
     /// Directory of tool components, overriding the configuration's `tools_dir`.
     #[arg(long, global = true, value_name = "DIR")]
     pub tools: Option<PathBuf>,
+    /// The environment (`dev`, `staging`, `prod`, …), overriding the configuration's.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub environment: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -72,7 +78,7 @@ pub enum Command {
         json: bool,
     },
     /// Run one tool call with exactly the given grants, bypassing policy (for tool authors).
-    Run(RunArgs),
+    Run(run::RunArgs),
     /// Work with policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
@@ -103,78 +109,10 @@ pub enum PolicyCommand {
     },
 }
 
-#[derive(Args, Debug)]
-pub struct RunArgs {
-    /// The tool's name.
-    pub tool: String,
-    /// The arguments, as a JSON object.
-    #[arg(default_value = "{}")]
-    pub input: String,
-    /// Grant a directory: `HOST:GUEST:ro` or `HOST:GUEST:rw`. Repeatable.
-    #[arg(long = "grant-dir", value_name = "HOST:GUEST:MODE")]
-    pub grant_dirs: Vec<String>,
-    /// Hide a path (relative, e.g. `.git`) in every granted directory. Repeatable.
-    #[arg(long = "hide", value_name = "PATH")]
-    pub hide: Vec<String>,
-    /// Grant an environment variable: `KEY=VALUE`. Repeatable.
-    #[arg(long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
-    /// Fuel budget.
-    #[arg(long)]
-    pub fuel: Option<u64>,
-    /// Linear memory limit, e.g. `64MiB`.
-    #[arg(long)]
-    pub memory: Option<String>,
-    /// Wall-clock limit, e.g. `2s` or `500ms`.
-    #[arg(long)]
-    pub timeout: Option<String>,
-    /// Result size limit, e.g. `1MiB`.
-    #[arg(long)]
-    pub output: Option<String>,
-}
-
 /// Writes a line to stdout; a closed pipe (`| head`) is not an error worth a panic.
-fn out(line: impl std::fmt::Display) {
+pub(crate) fn out(line: impl std::fmt::Display) {
     use std::io::Write;
     let _ = writeln!(std::io::stdout().lock(), "{line}");
-}
-
-/// Parses `HOST:GUEST:MODE`.
-pub fn parse_grant_dir(spec: &str) -> Result<FsGrant> {
-    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
-    let [mode, guest, host] = parts.as_slice() else {
-        bail!("--grant-dir `{spec}`: expected HOST:GUEST:ro or HOST:GUEST:rw");
-    };
-    let mode = match *mode {
-        "ro" => FsMode::Ro,
-        "rw" => FsMode::Rw,
-        other => bail!("--grant-dir `{spec}`: mode must be `ro` or `rw`, not `{other}`"),
-    };
-    let host = std::fs::canonicalize(host)
-        .with_context(|| format!("--grant-dir `{spec}`: host directory `{host}`"))?;
-    Ok(FsGrant {
-        host,
-        guest: guest.to_string(),
-        mode,
-        hide: Vec::new(),
-    })
-}
-
-fn limits_from(args: &RunArgs) -> Result<Limits> {
-    let mut limits = Limits::default();
-    if let Some(fuel) = args.fuel {
-        limits.fuel = fuel;
-    }
-    if let Some(m) = &args.memory {
-        limits.memory_bytes = parse_bytes(m).map_err(|e| anyhow!("--memory {e}"))?;
-    }
-    if let Some(t) = &args.timeout {
-        limits.timeout = parse_duration(t).map_err(|e| anyhow!("--timeout {e}"))?;
-    }
-    if let Some(o) = &args.output {
-        limits.output_bytes = parse_bytes(o).map_err(|e| anyhow!("--output {e}"))?;
-    }
-    Ok(limits)
 }
 
 fn load_config(cli: &Cli) -> Result<Config> {
@@ -187,15 +125,30 @@ fn load_config(cli: &Cli) -> Result<Config> {
     if let Some(tools) = &cli.tools {
         config.tools_dir = std::path::absolute(tools).context("--tools")?;
     }
+    if let Some(environment) = &cli.environment {
+        if environment.is_empty() {
+            anyhow::bail!("--environment must not be empty");
+        }
+        config.environment.clone_from(environment);
+    }
     Ok(config)
 }
 
-/// The engine and every component in the configured tool directory.
-async fn load_tools(config: &Config) -> Result<(Runner, Catalog)> {
-    let runner = Runner::new(EngineSettings {
-        admission: config.admission,
-        max_memory_bytes: config.ceilings.memory_bytes,
-    })?;
+/// The engine, the capabilities, and every component in the configured tool directory.
+pub(crate) async fn load_tools(config: &Config) -> Result<(Runner, Catalog)> {
+    std::fs::create_dir_all(&config.workspace)
+        .with_context(|| format!("creating the workspace {}", config.workspace.display()))?;
+    let (capabilities, warnings) = config.capabilities.open(&config.workspace)?;
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
+    let runner = Runner::new(
+        EngineSettings {
+            admission: config.admission,
+            max_memory_bytes: config.ceilings.memory_bytes,
+        },
+        capabilities,
+    )?;
     let catalog = Catalog::load(&runner, &config.tools_dir, Some(&config.cache_dir)).await?;
     Ok((runner, catalog))
 }
@@ -209,6 +162,7 @@ fn policy_for(config: &Config, dir: Option<&Path>) -> Result<Policy> {
         json!({
             "workspace": config.workspace.display().to_string(),
             "environment": config.environment,
+            "settings": config.settings,
         }),
         config.policy_limits,
     )
@@ -216,8 +170,6 @@ fn policy_for(config: &Config, dir: Option<&Path>) -> Result<Policy> {
 
 /// Loads components and policies and joins them into a gateway.
 pub async fn build_gateway(config: &Config) -> Result<Gateway> {
-    std::fs::create_dir_all(&config.workspace)
-        .with_context(|| format!("creating the workspace {}", config.workspace.display()))?;
     let (runner, catalog) = load_tools(config).await?;
     let policy = policy_for(config, None)?;
     Ok(Gateway::new(
@@ -363,7 +315,7 @@ async fn call(
                     "limits": plan.decision.limits,
                     "plan_hash": plan.plan_hash,
                 });
-                (decision, gateway.execute(&principal, plan).await)
+                (decision, gateway.execute(&principal, plan, None).await)
             }
             Err(e) => (json!({ "error": e.to_string() }), Err(e)),
         };
@@ -455,59 +407,6 @@ fn policy_command(config: &Config, command: &PolicyCommand) -> Result<ExitCode> 
     }
 }
 
-async fn run_one(config: &Config, args: &RunArgs) -> Result<ExitCode> {
-    let (runner, catalog) = load_tools(config).await?;
-    let tool = catalog
-        .get(&args.tool)
-        .with_context(|| format!("no tool named `{}` (see `portcullis tools`)", args.tool))?;
-    let input: serde_json::Value =
-        serde_json::from_str(&args.input).context("the input is not JSON")?;
-    let mut grants = Grants::default();
-    for spec in &args.grant_dirs {
-        let mut grant = parse_grant_dir(spec)?;
-        grant.hide.clone_from(&args.hide);
-        grants.fs.push(grant);
-    }
-    for kv in &args.env {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("--env `{kv}`: expected KEY=VALUE"))?;
-        grants.env.insert(k.to_string(), v.to_string());
-    }
-    let limits = limits_from(args)?;
-    let report = runner
-        .call(
-            &tool.component.prepared,
-            &tool.descriptor.name,
-            &input.to_string(),
-            &grants,
-            &limits,
-        )
-        .await;
-    let ok = matches!(&report.outcome, Ok(out) if !out.is_error);
-    let outcome = match &report.outcome {
-        Ok(out) => json!({ "result": out }),
-        Err(e) => json!({ "error": e.to_string() }),
-    };
-    let printed = json!({
-        "tool": tool.descriptor.name,
-        "component": tool.component.name,
-        "component_digest": tool.component.digest,
-        "outcome": outcome,
-        "fuel_used": report.fuel_used,
-        "elapsed_ms": report.elapsed.as_secs_f64() * 1000.0,
-        "stdout": String::from_utf8_lossy(&report.stdout),
-        "stderr": String::from_utf8_lossy(&report.stderr),
-        "logs": report.logs,
-    });
-    out(serde_json::to_string_pretty(&printed)?);
-    Ok(if ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
-}
-
 /// Runs a parsed command line; the exit code says whether the command succeeded.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let config = load_config(&cli)?;
@@ -535,7 +434,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Run(args) => run_one(&config, args).await,
+        Command::Run(args) => run::run_one(&config, args).await,
         Command::Policy(command) => policy_command(&config, command),
         Command::Token { principal } => {
             let token = random_token()?;

@@ -12,6 +12,10 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+mod capabilities;
+
+pub use capabilities::{CapabilitiesConfig, SecretSpec};
+
 use crate::gate::ArgsCaps;
 use crate::grants::{Limits, parse_bytes, parse_duration};
 use crate::policy::{EvalLimits, Principal};
@@ -32,6 +36,14 @@ struct File {
     #[serde(default)]
     http: HttpFile,
     principals: Option<BTreeMap<String, PrincipalFile>>,
+    #[serde(default)]
+    egress: capabilities::EgressFile,
+    #[serde(default)]
+    secrets: BTreeMap<String, capabilities::SecretFile>,
+    #[serde(default)]
+    ceilings: capabilities::CeilingsFile,
+    /// Operator values for policy, visible as `data.gateway.settings`.
+    settings: Option<toml::Table>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,6 +145,10 @@ pub struct Config {
     pub stdio_principal: String,
     pub http: HttpConfig,
     pub principals: BTreeMap<String, PrincipalConfig>,
+    /// Outbound HTTP, secrets and the capability ceilings.
+    pub capabilities: CapabilitiesConfig,
+    /// `[settings]`, for policy (`data.gateway.settings`).
+    pub settings: Value,
 }
 
 fn check_hash(principal: &str, hash: &str) -> Result<()> {
@@ -371,6 +387,11 @@ impl Config {
                 bail!("{key} names `{name}`, which is not defined under [principals]");
             }
         }
+        let capabilities = capabilities::resolve(file.egress, file.secrets, file.ceilings, &at)?;
+        let settings = match file.settings {
+            Some(table) => serde_json::to_value(table).context("settings")?,
+            None => Value::Object(Map::new()),
+        };
         let environment = file.environment.unwrap_or_else(|| "dev".into());
         if environment.is_empty() {
             bail!("environment must not be empty");
@@ -392,6 +413,8 @@ impl Config {
             stdio_principal,
             http,
             principals,
+            capabilities,
+            settings,
         })
     }
 

@@ -19,7 +19,7 @@ use crate::grants::Limits;
 use crate::policy::{
     Action, Decision, INPUT_VERSION, Policy, PolicyInput, Principal, RequestContext, ToolFacts,
 };
-use crate::runner::{RunReport, Runner};
+use crate::runner::{Notify, RunReport, Runner};
 
 pub use args::{ArgsCaps, ArgsError, Arguments};
 
@@ -312,9 +312,7 @@ impl Gateway {
                     .into(),
             );
         }
-        for grant in decision.grants.unsupported() {
-            refusals.push(format!("the policy grants {grant}"));
-        }
+        refusals.extend(self.runner.capabilities().check(&decision.grants));
         let limits = decision
             .limits
             .resolve(&self.settings.default_limits, &self.settings.ceilings);
@@ -327,16 +325,18 @@ impl Gateway {
         }
     }
 
-    /// One governed call: [`Self::plan`], then [`Self::execute`].
+    /// One governed call: [`Self::plan`], then [`Self::execute`]. Progress and log notices of
+    /// the tool go to `notify`, if given.
     pub async fn call(
         &self,
         principal: &Principal,
         tool_name: &str,
         raw: RawArgs<'_>,
         transport: Transport,
+        notify: Option<Notify>,
     ) -> Result<CallOutcome, GateError> {
         let plan = self.plan(principal, tool_name, raw, transport)?;
-        self.execute(principal, plan).await
+        self.execute(principal, plan, notify).await
     }
 
     /// Gates and runs a plan: exactly what was decided runs, or nothing does.
@@ -344,6 +344,7 @@ impl Gateway {
         &self,
         principal: &Principal,
         plan: Plan,
+        notify: Option<Notify>,
     ) -> Result<CallOutcome, GateError> {
         let tool_name = plan.tool.descriptor.name.as_str();
         let limits = match self.gate(&plan.decision) {
@@ -367,6 +368,7 @@ impl Gateway {
                 &plan.arguments.canonical,
                 &plan.decision.grants,
                 &limits,
+                notify,
             )
             .await;
         output::enforce_schema(&plan.tool, &mut report);
@@ -377,6 +379,7 @@ impl Gateway {
             fuel = report.fuel_used,
             elapsed_us = report.elapsed.as_micros() as u64,
             ok = report.outcome.is_ok(),
+            egress = report.egress.len(),
             "call"
         );
         if report.outcome.is_err() {

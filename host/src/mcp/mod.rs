@@ -5,7 +5,12 @@
 //! with `isError: true` that the model can read and act on; an unknown tool (including one the
 //! principal may not see) is a JSON-RPC "invalid params" error, like any unroutable request.
 
+// MCP logging (`logging/setLevel`, `notifications/message`) is deprecated by SEP-2577 but part
+// of the revisions clients speak today; rmcp marks its types deprecated.
+#![allow(deprecated)]
+
 pub mod http;
+mod notices;
 pub mod precheck;
 pub mod stdio;
 
@@ -14,8 +19,9 @@ use std::sync::Arc;
 use base64::Engine as _;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
-    Implementation, InitializeResult, ListToolsResult, MetaObject, PaginatedRequestParams,
-    ResourceContents, ServerCapabilities, Tool, ToolAnnotations,
+    Implementation, InitializeResult, ListToolsResult, LoggingLevel, MetaObject,
+    PaginatedRequestParams, ResourceContents, ServerCapabilities, SetLevelRequestParams, Tool,
+    ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
@@ -39,6 +45,8 @@ pub struct Handler {
     /// Set for stdio; for HTTP the principal comes with each request.
     principal: Option<Arc<Principal>>,
     transport: Transport,
+    /// The level a session set with `logging/setLevel` (stdio; HTTP requests carry theirs).
+    log_level: Arc<std::sync::Mutex<Option<LoggingLevel>>>,
 }
 
 impl Handler {
@@ -51,6 +59,7 @@ impl Handler {
             gateway,
             principal,
             transport,
+            log_level: Arc::default(),
         }
     }
 
@@ -137,6 +146,9 @@ fn meta(plan_hash: Option<&str>, report: Option<&RunReport>) -> Option<MetaObjec
             "portcullis/elapsed_us".into(),
             json!(report.elapsed.as_micros() as u64),
         );
+        if !report.egress.is_empty() {
+            map.insert("portcullis/egress".into(), json!(report.egress));
+        }
     }
     (!map.is_empty()).then_some(MetaObject(map))
 }
@@ -220,9 +232,14 @@ pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, 
 
 impl ServerHandler for Handler {
     fn get_info(&self) -> InitializeResult {
-        InitializeResult::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
-            .with_instructions(INSTRUCTIONS)
+        InitializeResult::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_logging()
+                .build(),
+        )
+        .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
+        .with_instructions(INSTRUCTIONS)
     }
 
     async fn list_tools(
@@ -246,6 +263,15 @@ impl ServerHandler for Handler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let principal = self.principal(&context)?;
+        let level = context
+            .meta
+            .log_level()
+            .or_else(|| *self.log_level.lock().unwrap_or_else(|e| e.into_inner()));
+        let delivery = notices::Delivery::start(
+            context.peer.clone(),
+            context.meta.get_progress_token(),
+            level,
+        );
         let result = self
             .gateway
             .call(
@@ -253,8 +279,12 @@ impl ServerHandler for Handler {
                 &request.name,
                 RawArgs::Object(request.arguments),
                 self.transport,
+                delivery.as_ref().map(|d| d.notify.clone()),
             )
             .await;
+        if let Some(delivery) = delivery {
+            delivery.finish().await;
+        }
         if matches!(result, Err(GateError::Busy(_))) {
             // Over HTTP the front door turns this into 503 + Retry-After.
             if let Some(busy) = context
@@ -266,5 +296,14 @@ impl ServerHandler for Handler {
             }
         }
         to_mcp(result).map(CallToolResponse::from)
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        *self.log_level.lock().unwrap_or_else(|e| e.into_inner()) = Some(request.level);
+        Ok(())
     }
 }

@@ -26,10 +26,12 @@ pub use bindings::ToolComponentPre;
 pub use bindings::portcullis::tool::types::{Annotations, ToolInfo};
 pub use engine::{EPOCH_TICK, EngineSettings};
 pub use output::{CallOutput, ContentItem};
-pub use state::LogLine;
+pub use state::{LogLine, Notice, Notify};
 
+use crate::capabilities::Capabilities;
+use crate::egress::{EgressEvent, Scrubber};
 use crate::grants::{FsMode, Grants, Limits, show_bytes};
-use state::{LimitHit, Limiter, StoreState};
+use state::{LimitHit, Limiter, NoticeBudget, StoreState};
 
 /// Bytes of stdout and of stderr kept per call.
 pub const STDIO_CAPACITY: usize = 64 * 1024;
@@ -119,6 +121,10 @@ pub struct RunReport {
     pub stderr: Vec<u8>,
     pub logs: Vec<LogLine>,
     pub logs_dropped: usize,
+    /// The outbound HTTP requests the call made (or tried).
+    pub egress: Vec<EgressEvent>,
+    /// Progress and log notices the call's rate limit dropped.
+    pub notices_dropped: usize,
 }
 
 impl RunReport {
@@ -131,6 +137,27 @@ impl RunReport {
             stderr: Vec::new(),
             logs: Vec::new(),
             logs_dropped: 0,
+            egress: Vec::new(),
+            notices_dropped: 0,
+        }
+    }
+
+    /// Replaces every secret value of the call in everything the report carries.
+    fn scrub(&mut self, scrubber: &Scrubber) {
+        if scrubber.is_empty() {
+            return;
+        }
+        match &mut self.outcome {
+            Ok(output) => output::scrub(output, scrubber),
+            Err(RunError::Tool { message, .. }) | Err(RunError::Trap(message)) => {
+                scrubber.text_in_place(message);
+            }
+            Err(_) => {}
+        }
+        self.stdout = scrubber.bytes(&self.stdout);
+        self.stderr = scrubber.bytes(&self.stderr);
+        for line in &mut self.logs {
+            scrubber.text_in_place(&mut line.message);
         }
     }
 }
@@ -142,14 +169,16 @@ pub struct Runner {
     linker: Linker<StoreState>,
     admitter: Admitter,
     settings: EngineSettings,
+    capabilities: Capabilities,
 }
 
 impl Runner {
     /// Builds the engine (see [`EngineSettings`]) and the linker: standard WASI p2 (whose
     /// filesystem, sockets and environment are empty unless granted), with `wasi:filesystem`
     /// replaced by the guarded layer (`fsguard`: hidden paths, only regular files and
-    /// directories opened), plus `portcullis:tool/host`.
-    pub fn new(settings: EngineSettings) -> Result<Self> {
+    /// directories opened), `wasi:http` through the egress hook (`egress`), plus
+    /// `portcullis:tool/host`.
+    pub fn new(settings: EngineSettings, capabilities: Capabilities) -> Result<Self> {
         let engine = engine::build(settings)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)
@@ -159,6 +188,9 @@ impl Runner {
         fsguard::add_to_linker(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking the guarded wasi:filesystem")?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
+            .map_err(anyhow::Error::from)
+            .context("linking wasi:http")?;
         bindings::ToolComponent::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |state| state,
@@ -170,7 +202,13 @@ impl Runner {
             linker,
             admitter: Admitter::new(settings.admission),
             settings,
+            capabilities,
         })
+    }
+
+    /// Egress, secrets and ceilings.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
     }
 
     pub fn engine(&self) -> &Engine {
@@ -202,7 +240,7 @@ impl Runner {
     /// Calls `describe` in a sandbox with no grants at all.
     pub async fn describe(&self, pre: &Prepared) -> Result<Vec<ToolInfo>, RunError> {
         let limits = Limits::default();
-        let (mut store, _stdio) = self.store(&Grants::default(), &limits)?;
+        let (mut store, _stdio) = self.store(&Grants::default(), &limits, None)?;
         let run = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance
@@ -233,7 +271,7 @@ impl Runner {
     ) -> RunReport {
         match self.admitter.admit_now(limits.memory_bytes) {
             Ok(ticket) => {
-                self.call_admitted(ticket, pre, name, input, grants, limits)
+                self.call_admitted(ticket, pre, name, input, grants, limits, None)
                     .await
             }
             Err(busy) => RunReport::failed(busy.into(), Instant::now()),
@@ -241,6 +279,8 @@ impl Runner {
     }
 
     /// [`Self::call`] for an admitted call; the ticket is given back when the call ends.
+    /// Progress and log notices go to `notify`, if given.
+    #[allow(clippy::too_many_arguments)]
     pub async fn call_admitted(
         &self,
         _ticket: Ticket,
@@ -249,9 +289,10 @@ impl Runner {
         input: &str,
         grants: &Grants,
         limits: &Limits,
+        notify: Option<Notify>,
     ) -> RunReport {
         let started = Instant::now();
-        let (mut store, (stdout, stderr)) = match self.store(grants, limits) {
+        let (mut store, (stdout, stderr)) = match self.store(grants, limits, notify) {
             Ok(parts) => parts,
             Err(e) => return RunReport::failed(e, started),
         };
@@ -275,7 +316,7 @@ impl Runner {
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let state = store.into_data();
-        RunReport {
+        let mut report = RunReport {
             outcome,
             fuel_used,
             elapsed: started.elapsed(),
@@ -283,7 +324,11 @@ impl Runner {
             stderr: stderr.contents().to_vec(),
             logs: state.logs,
             logs_dropped: state.logs_dropped,
-        }
+            egress: state.capabilities.egress.events(),
+            notices_dropped: state.notices.dropped,
+        };
+        report.scrub(&state.capabilities.scrubber);
+        report
     }
 
     /// For the benchmark only: `iterations` calls on one instance (what every call would cost
@@ -302,7 +347,7 @@ impl Runner {
             ..Limits::default()
         };
         let (mut store, _stdio) = self
-            .store(&Grants::default(), &limits)
+            .store(&Grants::default(), &limits, None)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let instance = pre
             .instantiate_async(&mut store)
@@ -327,6 +372,7 @@ impl Runner {
         &self,
         grants: &Grants,
         limits: &Limits,
+        notify: Option<Notify>,
     ) -> Result<(Store<StoreState>, (MemoryOutputPipe, MemoryOutputPipe)), RunError> {
         if limits.memory_bytes > self.settings.max_memory_bytes {
             return Err(RunError::Grant(format!(
@@ -335,13 +381,7 @@ impl Runner {
                 show_bytes(self.settings.max_memory_bytes)
             )));
         }
-        let unsupported = grants.unsupported();
-        if !unsupported.is_empty() {
-            return Err(RunError::Grant(format!(
-                "cannot grant {}",
-                unsupported.join(", ")
-            )));
-        }
+        let capabilities = self.capabilities.prepare(grants).map_err(RunError::Grant)?;
         let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
         let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
         let wasi = wasi_context(grants, &stdout, &stderr)?;
@@ -351,8 +391,12 @@ impl Runner {
         table.set_max_capacity(MAX_RESOURCES);
         let state = StoreState {
             wasi,
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
             table,
             fsguard,
+            capabilities,
+            notify,
+            notices: NoticeBudget::new(),
             limiter: Limiter {
                 memory_bytes: limits.memory_bytes,
                 memory_used: 0,

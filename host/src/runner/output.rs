@@ -120,3 +120,49 @@ pub fn tool_failure(error: ToolError) -> RunError {
     };
     RunError::Tool { kind, message }
 }
+
+/// Replaces every secret value of the call in what it returns: text, resources, structured
+/// output (keys and strings), binary data.
+pub fn scrub(output: &mut CallOutput, scrubber: &crate::egress::Scrubber) {
+    if scrubber.is_empty() {
+        return;
+    }
+    for item in &mut output.content {
+        match item {
+            ContentItem::Text { text } => scrubber.text_in_place(text),
+            ContentItem::Image { data, .. } | ContentItem::Audio { data, .. } => {
+                *data = scrubber.bytes(data);
+            }
+            ContentItem::Resource {
+                uri, text, blob, ..
+            } => {
+                scrubber.text_in_place(uri);
+                if let Some(text) = text {
+                    scrubber.text_in_place(text);
+                }
+                if let Some(blob) = blob {
+                    *blob = scrubber.bytes(blob);
+                }
+            }
+        }
+    }
+    if let Some(value) = &mut output.structured {
+        scrub_value(value, scrubber);
+    }
+}
+
+fn scrub_value(value: &mut Value, scrubber: &crate::egress::Scrubber) {
+    match value {
+        Value::String(s) => scrubber.text_in_place(s),
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_value(v, scrubber)),
+        Value::Object(map) => {
+            let entries = std::mem::take(map);
+            for (mut key, mut v) in entries {
+                scrubber.text_in_place(&mut key);
+                scrub_value(&mut v, scrubber);
+                map.insert(key, v);
+            }
+        }
+        _ => {}
+    }
+}

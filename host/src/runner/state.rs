@@ -1,10 +1,16 @@
 //! What one store holds: the WASI context built from grants, the filesystem guard, the resource
-//! limiter, and the
-//! host interface (`portcullis:tool/host`) with its bounded log buffer.
+//! limiter, the outbound HTTP hook and secrets of the call, and the host interface
+//! (`portcullis:tool/host`) with its bounded log buffer and rate-limited notices.
+
+use std::sync::Arc;
+use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::capabilities::CallCapabilities;
 
 use super::bindings::portcullis::tool::host;
 use super::engine;
@@ -92,15 +98,93 @@ pub struct LogLine {
     pub message: String,
 }
 
+/// Something a running call tells its client: progress, or a log line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notice {
+    Progress {
+        done: u64,
+        total: Option<u64>,
+        message: Option<String>,
+    },
+    Log {
+        level: &'static str,
+        message: String,
+    },
+}
+
+/// Where a call's notices go (the MCP transport, for a request that can carry them).
+pub type Notify = Arc<dyn Fn(Notice) + Send + Sync>;
+
+/// Notices per second a call may send, and the burst it may save up.
+pub const NOTICES_PER_SECOND: f64 = 20.0;
+pub const NOTICE_BURST: f64 = 20.0;
+
+/// A token bucket for one call's notices.
+pub struct NoticeBudget {
+    tokens: f64,
+    at: Instant,
+    pub dropped: usize,
+}
+
+impl NoticeBudget {
+    pub fn new() -> Self {
+        Self {
+            tokens: NOTICE_BURST,
+            at: Instant::now(),
+            dropped: 0,
+        }
+    }
+
+    /// Whether one more notice may go now.
+    pub fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let refill = now.duration_since(self.at).as_secs_f64() * NOTICES_PER_SECOND;
+        self.tokens = (self.tokens + refill).min(NOTICE_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            self.dropped += 1;
+            false
+        }
+    }
+}
+
 /// The data of one store. Dropped with the store after the call.
 pub struct StoreState {
     pub wasi: WasiCtx,
+    pub http: WasiHttpCtx,
     pub table: ResourceTable,
     /// Hidden paths and openable file types (`runner::fsguard`).
     pub fsguard: FsGuard,
     pub limiter: Limiter,
+    /// Outbound HTTP, secrets and the scrubber of this call.
+    pub capabilities: CallCapabilities,
     pub logs: Vec<LogLine>,
     pub logs_dropped: usize,
+    pub notify: Option<Notify>,
+    pub notices: NoticeBudget,
+}
+
+impl StoreState {
+    fn notice(&mut self, notice: Notice) {
+        if let Some(notify) = &self.notify
+            && self.notices.take()
+        {
+            notify(notice);
+        }
+    }
+}
+
+impl WasiHttpView for StoreState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.capabilities.egress,
+        }
+    }
 }
 
 impl WasiView for StoreState {
@@ -125,8 +209,38 @@ impl host::Host for StoreState {
             host::Level::Warn => "warn",
             host::Level::Error => "error",
         };
-        let message: String = message.chars().take(MAX_LOG_LINE).collect();
+        let mut message: String = message.chars().take(MAX_LOG_LINE).collect();
+        self.capabilities.scrubber.text_in_place(&mut message);
+        self.notice(Notice::Log {
+            level,
+            message: message.clone(),
+        });
         self.logs.push(LogLine { level, message });
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>, message: Option<String>) {
+        let message = message.map(|m| {
+            let mut m: String = m.chars().take(MAX_LOG_LINE).collect();
+            self.capabilities.scrubber.text_in_place(&mut m);
+            m
+        });
+        self.notice(Notice::Progress {
+            done,
+            total,
+            message,
+        });
+    }
+
+    fn secret(&mut self, name: String) -> Result<String, String> {
+        // One answer for "not configured" and "not granted": the tool learns nothing else.
+        self.capabilities
+            .secrets
+            .get(&name)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                let name: String = name.chars().take(128).collect();
+                format!("secret `{name}` is not granted to this call")
+            })
     }
 }
 
