@@ -1,6 +1,7 @@
 //! The per-call costs that matter, measured: a fresh instance per call versus a reused one,
-//! one policy decision, the whole in-process governed call, and a governed call over stdio and
-//! over HTTP through the real binary.
+//! one policy decision, the whole in-process governed call, a governed `http_fetch` against a
+//! plain request to the same loopback server, and a governed call over stdio and over HTTP
+//! through the real binary.
 //!
 //! Run `scripts/build-tools` first, then `cargo bench -p portcullis --bench pipeline`.
 //! `BENCH_ITERATIONS` scales every loop (default 20000 in process, a tenth of it over stdio);
@@ -12,6 +13,9 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "support/egress.rs"]
+mod egress;
 
 use portcullis::capabilities::Capabilities;
 use portcullis::catalog::Catalog;
@@ -495,6 +499,7 @@ fn main() {
         return;
     }
     runtime.block_on(governed(n));
+    runtime.block_on(egress::egress((n / 4).max(500)));
     if std::env::var_os("BENCH_SKIP_TRANSPORTS").is_some() {
         return;
     }

@@ -1,0 +1,136 @@
+//! A governed `http_fetch` of a small response from a loopback server, against a plain request
+//! to the same server from the same process; pooled and unpooled upstream connections.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use portcullis::config::Config;
+use portcullis::gate::{RawArgs, Transport};
+use serde_json::{Value, json};
+
+use super::{report, root, tools_dir};
+
+/// A loopback HTTP/1.1 server answering every request with `pong`.
+async fn pong_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let service = service_fn(|_req| async {
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(
+                        b"pong",
+                    ))))
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    port
+}
+
+/// Plain requests on one kept-alive connection: the floor for any gateway.
+async fn bare(port: u16, n: usize) -> Vec<Duration> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    stream.set_nodelay(true).unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n + 200 {
+        let started = Instant::now();
+        let req = hyper::Request::get("/debug/ping")
+            .header("host", format!("127.0.0.1:{port}"))
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let res = sender.send_request(req).await.unwrap();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"pong");
+        if i >= 200 {
+            times.push(started.elapsed());
+        }
+    }
+    times
+}
+
+fn config(dir: &std::path::Path, port: u16, pool_max_idle: usize) -> Config {
+    let path = dir.join("portcullis.toml");
+    std::fs::create_dir_all(dir.join("workspace")).unwrap();
+    std::fs::write(
+        &path,
+        format!(
+            "tools_dir = \"{}\"\ncache_dir = \"{}\"\npolicy_dir = \"{}\"\nworkspace = \"workspace\"\n\
+             [principals.local]\nroles = [\"writer\"]\n\
+             [egress]\npool_max_idle = {pool_max_idle}\n\
+             [ceilings]\nhttp = [\"*\", \"127.0.0.1\"]\n\
+             [settings]\nfetch = [{{ host = \"127.0.0.1\", schemes = [\"http\"], ports = [{port}] }}]\n",
+            tools_dir().display(),
+            root().join(".portcullis/cache").display(),
+            root().join("policies").display()
+        ),
+    )
+    .unwrap();
+    Config::load(Some(&path)).unwrap()
+}
+
+async fn governed(port: u16, n: usize, pool_max_idle: usize) -> Vec<Duration> {
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), port, pool_max_idle);
+    let gateway = portcullis::cli::build_gateway(&config).await.unwrap();
+    let principal = config.principal("local", "stdio").unwrap();
+    let Value::Object(map) = json!({"url": format!("http://127.0.0.1:{port}/debug/ping")}) else {
+        unreachable!()
+    };
+    let mut times = Vec::with_capacity(n);
+    for i in 0..n + 200 {
+        let args = RawArgs::Object(Some(map.clone()));
+        let started = Instant::now();
+        let outcome = gateway
+            .call(&principal, "http_fetch", args, Transport::Cli, None)
+            .await;
+        let elapsed = started.elapsed();
+        let outcome = outcome.unwrap_or_else(|e| panic!("http_fetch failed: {e}"));
+        assert!(outcome.report.outcome.is_ok_and(|o| !o.is_error));
+        if i >= 200 {
+            times.push(elapsed);
+        }
+    }
+    times
+}
+
+pub async fn egress(n: usize) {
+    let port = pong_server().await;
+    let plain = report(
+        "plain GET on a kept-alive connection (hyper, in process)",
+        bare(port, n).await,
+    );
+    let pooled = report(
+        "governed http_fetch, pooled upstream connections",
+        governed(port, n, 8).await,
+    );
+    let unpooled = report(
+        "governed http_fetch, a new connection per request",
+        governed(port, n, 0).await,
+    );
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    println!(
+        "{:<58} pooled {:>7.1} µs   unpooled {:>7.1} µs",
+        "gateway overhead over the plain request (medians)",
+        us(pooled.median) - us(plain.median),
+        us(unpooled.median) - us(plain.median)
+    );
+}
