@@ -2,8 +2,10 @@
 //!
 //! A portcullis tool is a WebAssembly component. The gateway runs every call in a fresh instance
 //! that holds only the capabilities policy granted for that call: a directory preopened at a
-//! guest path, named environment variables, nothing else. Your code uses plain `std` for those
-//! (`std::fs` on the granted path, `std::env::var`) and cannot reach anything that was not granted.
+//! guest path, named environment variables, outbound HTTP to granted hosts, named secrets,
+//! nothing else. Your code uses plain `std` for files and environment (`std::fs` on the granted
+//! path, `std::env::var`), [`http`] for HTTP, [`secret`] for secrets, and cannot reach anything
+//! that was not granted.
 //!
 //! You implement [`Tool`] for a type: a typed `Input` (`serde::Deserialize` + a derived
 //! `schemars::JsonSchema`, so your crate depends on `serde` and `schemars` too, which the
@@ -58,6 +60,17 @@
 //!   paths and `..` refused with a clear error — and your tool receives exactly that value.
 //! - If you declare [`Tool::output_schema`], successful results must carry structured output
 //!   that matches it; the gateway turns anything else into a tool error.
+//! - **Outbound HTTP** ([`http`]) works only where the call's grant allows it: the gateway checks
+//!   every request (scheme, host, port, method, path; no private addresses unless granted; size
+//!   and count caps) and refuses the rest with a message that says why, which [`http::HttpError`]
+//!   carries verbatim. Where the operator configured it, the gateway also injects the credential
+//!   (e.g. an `Authorization` header) into requests to a host: never send credentials yourself.
+//!   Redirects are not followed for you.
+//! - **Secrets** ([`secret`]) are available only by name and only if the call was granted them;
+//!   the gateway scrubs their values from results, logs and errors. For HTTP APIs prefer an
+//!   injected credential, which never enters your tool at all.
+//! - **Progress** ([`progress`]) of a long call reaches the client as MCP progress notifications
+//!   when it asked for them (rate-limited; excess updates are dropped).
 #![warn(missing_docs)]
 
 /// The JSON Schema keyword that marks an input field as a workspace path (see the crate docs).
@@ -300,6 +313,31 @@ pub mod log {
     pub fn error(message: &str) {
         log(Level::Error, message);
     }
+}
+
+pub mod http;
+
+/// The value of the secret `name`, if this call was granted it (`grants.secrets` in policy).
+///
+/// Any other name fails with the same error as an unknown one, so a tool cannot probe which
+/// secrets exist. The gateway scrubs every granted secret's value from the call's result, logs,
+/// stderr and errors; still, don't echo it.
+///
+/// For an HTTP API, an http grant that *injects* the credential is better than reading it
+/// here: the gateway adds the header itself and the value never enters the tool. Use `secret`
+/// only for credentials that cannot travel that way (e.g. a key that signs a payload).
+pub fn secret(name: &str) -> Result<String, Error> {
+    bindings::portcullis::tool::host::secret(name).map_err(Error::Failed)
+}
+
+/// Reports progress of the running call: `done` out of `total` units (if known), with an
+/// optional message, e.g. `progress(1, Some(3), Some("uploaded"))`.
+///
+/// The client sees it as an MCP progress notification if its request asked for progress;
+/// otherwise, and beyond the gateway's per-call rate limit, updates are dropped. Cheap to call;
+/// never fails.
+pub fn progress(done: u64, total: Option<u64>, message: Option<&str>) {
+    bindings::portcullis::tool::host::progress(done, total, message);
 }
 
 /// What [`export_tools!`] expands to call. Not part of the stable API.
