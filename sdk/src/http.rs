@@ -106,8 +106,10 @@ impl HttpError {
     }
 
     /// The error for a WASI HTTP error code: the gateway's own message verbatim for
-    /// `internal-error`, a short description otherwise.
-    fn from_code(code: ErrorCode) -> Self {
+    /// `internal-error` (its refusals and cap hits), a short description otherwise (e.g.
+    /// `connection refused`, `DNS error`, `connection timeout`). Also available as
+    /// `HttpError::from(code)`, for tools that use `wasip2::http` directly.
+    pub fn from_code(code: ErrorCode) -> Self {
         use HttpErrorKind::{Gateway, Timeout, TooLarge, Transport};
         let (kind, message): (HttpErrorKind, Cow<'static, str>) = match code {
             ErrorCode::InternalError(Some(message)) => (Gateway, message.into()),
@@ -218,8 +220,10 @@ impl HttpError {
         Self::new(kind, message)
     }
 
-    /// The error for a failed stream operation on a request or response body.
-    fn from_stream(error: StreamError, what: &str) -> Self {
+    /// The error for a failed read or write on a request or response body stream: the HTTP
+    /// error code behind it if there is one (see [`HttpError::from_code`]), else `what` and the
+    /// runtime's description. For tools that use `wasip2` streams directly.
+    pub fn from_stream(error: StreamError, what: &str) -> Self {
         match error {
             StreamError::LastOperationFailed(e) => match types::http_error_code(&e) {
                 Some(code) => Self::from_code(code),
@@ -246,6 +250,12 @@ fn field_size(text: &str, payload: Option<&types::FieldSizePayload>) -> String {
     match payload.and_then(|p| p.field_name.as_deref()) {
         Some(name) => format!("{text} ({name})"),
         None => text.to_string(),
+    }
+}
+
+impl From<ErrorCode> for HttpError {
+    fn from(code: ErrorCode) -> Self {
+        Self::from_code(code)
     }
 }
 
