@@ -8,6 +8,7 @@
 #   3. field-level constraints on arguments (workspace path prefixes, a value set, a size cap)
 #   4. annotation-aware rules (destructive tools need more than read-only ones)
 #   5. grants and limits per tool
+# The operations tools (ops, fetch) are in ops.rego, in this same package.
 package portcullis
 
 import rego.v1
@@ -29,15 +30,18 @@ decision := {"allow": false, "reasons": sort([r | some r in deny])} if {
 	count(deny) > 0
 }
 
-decision := {
+decision := object.union({
 	"allow": true,
 	"grants": grants,
 	"limits": limits,
 	"redact": redact,
-} if {
+}, approval) if {
 	input.action == "call"
 	count(deny) == 0
 }
+
+# An allowed call may still need approval (ops.rego: changes in prod).
+approval := {"requires_approval": requires_approval} if requires_approval else := {}
 
 # 1. Allow-lists: a principal may use a tool listed for one of its roles or for itself.
 permitted_tools contains tool if {
@@ -68,6 +72,7 @@ deny contains msg if {
 deny contains msg if {
 	input.tool.annotations.destructive
 	input.environment == "prod"
+	not ops_change # restart, scale and deploy have their own prod rule: approval (ops.rego)
 	not "admin" in input.principal.roles
 	msg := sprintf("tool %q changes data; in prod only the admin role may call it", [input.tool.name])
 }
@@ -100,27 +105,36 @@ deny contains msg if {
 
 # --- 5. Grants and limits per tool -----------------------------------------------------------
 
+# Each tool family contributes its grants; other tools get no capabilities at all.
+grants := workspace_grants if {
+	workspace_tool
+} else := ops_grants if {
+	ops_tool
+} else := fetch_grants if {
+	fetch_tool
+} else := {}
+
 # The workspace tools see the gateway's workspace directory at /workspace: read-only for
-# read-only tools, read-write otherwise. Other tools get no capabilities at all.
+# read-only tools, read-write otherwise.
 # `hide` makes the protected paths absent inside the instance, whatever the spelling, symlink,
 # listing or recursive search: the gateway's filesystem layer enforces it. The protected-prefix
 # rule above only gives the plain spelling a friendlier message.
-grants := {"fs": [{
+workspace_grants := {"fs": [{
 	"host": data.gateway.workspace,
 	"guest": "/workspace",
 	"mode": workspace_mode,
 	"hide": data.access.workspace.hidden,
-}]} if {
-	workspace_tool
-} else := {}
+}]}
 
 workspace_mode := "ro" if input.tool.annotations.read_only else := "rw"
 
-# Defaults, overridden per tool, then tightened per environment.
+# Defaults, overridden per tool (each family has its own table), then tightened per environment.
 limits := object.union(
-	object.union(data.access.limits.default, object.get(data.access.limits.tools, input.tool.name, {})),
+	object.union(data.access.limits.default, tool_limits),
 	object.get(data.access.limits.environments, input.environment, {}),
 )
+
+tool_limits := ops_limits if ops_family else := object.get(data.access.limits.tools, input.tool.name, {})
 
 # Content written by write_file never appears in logs or the audit trail.
 redact := ["args.content"] if input.tool.name == "write_file" else := []

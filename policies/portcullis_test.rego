@@ -3,7 +3,9 @@ package portcullis_test
 
 import rego.v1
 
-import data.portcullis
+# Rules are referred to as data.portcullis.…, not through `import data.portcullis`: regorus
+# 0.14 evaluates an imported package module by module, and with more than one module in the
+# package (portcullis.rego, ops.rego) a rule may then see a rule of a later module as undefined.
 
 tool(name, component, annotations) := {"name": name, "component": component, "digest": "sha256:00", "annotations": annotations}
 
@@ -37,26 +39,26 @@ write_file := tool("write_file", "workspace", destructive)
 hash := tool("hash", "data", read_only)
 
 test_reader_sees_read_tools if {
-	portcullis.decision.allow with input as list(reader, read_file) with data.gateway as gateway
+	data.portcullis.decision.allow with input as list(reader, read_file) with data.gateway as gateway
 }
 
 test_reader_does_not_see_write_file if {
-	not portcullis.decision.allow with input as list(reader, write_file) with data.gateway as gateway
+	not data.portcullis.decision.allow with input as list(reader, write_file) with data.gateway as gateway
 }
 
 test_unknown_principal_sees_nothing if {
-	not portcullis.decision.allow with input as list(nobody, hash) with data.gateway as gateway
+	not data.portcullis.decision.allow with input as list(nobody, hash) with data.gateway as gateway
 }
 
 test_reader_reads_with_a_read_only_grant if {
-	d := portcullis.decision with input as call(reader, read_file, {"path": "src/main.rs"}, "dev") with data.gateway as gateway
+	d := data.portcullis.decision with input as call(reader, read_file, {"path": "src/main.rs"}, "dev") with data.gateway as gateway
 	d.allow
 	d.grants.fs == [{"host": "/srv/ws", "guest": "/workspace", "mode": "ro", "hide": [".git", ".env", "secrets"]}]
 	d.limits.timeout_ms == 5000
 }
 
 test_writer_writes_with_a_read_write_grant if {
-	d := portcullis.decision with input as call(writer, write_file, {"path": "notes.md", "content": "x"}, "dev") with data.gateway as gateway
+	d := data.portcullis.decision with input as call(writer, write_file, {"path": "notes.md", "content": "x"}, "dev") with data.gateway as gateway
 	d.allow
 	d.grants.fs[0].mode == "rw"
 	d.grants.fs[0].hide == [".git", ".env", "secrets"]
@@ -64,54 +66,54 @@ test_writer_writes_with_a_read_write_grant if {
 }
 
 test_reader_may_not_write if {
-	d := portcullis.decision with input as call(reader, write_file, {"path": "notes.md", "content": "x"}, "dev") with data.gateway as gateway
+	d := data.portcullis.decision with input as call(reader, write_file, {"path": "notes.md", "content": "x"}, "dev") with data.gateway as gateway
 	not d.allow
 	d.reasons == ["principal \"alice\" may not use tool \"write_file\""]
 }
 
 test_destructive_needs_admin_in_prod if {
-	d := portcullis.decision with input as call(writer, write_file, {"path": "n.md", "content": "x"}, "prod") with data.gateway as gateway
+	d := data.portcullis.decision with input as call(writer, write_file, {"path": "n.md", "content": "x"}, "prod") with data.gateway as gateway
 	not d.allow
 	d.reasons == ["tool \"write_file\" changes data; in prod only the admin role may call it"]
 }
 
 test_admin_may_write_in_prod if {
-	d := portcullis.decision with input as call(admin, write_file, {"path": "n.md", "content": "x"}, "prod") with data.gateway as gateway
+	d := data.portcullis.decision with input as call(admin, write_file, {"path": "n.md", "content": "x"}, "prod") with data.gateway as gateway
 	d.allow
 }
 
 test_prod_write_file_only_creates if {
-	d := portcullis.decision with input as call(admin, write_file, {"path": "n.md", "content": "x", "mode": "overwrite"}, "prod") with data.gateway as gateway
+	d := data.portcullis.decision with input as call(admin, write_file, {"path": "n.md", "content": "x", "mode": "overwrite"}, "prod") with data.gateway as gateway
 	not d.allow
 	d.reasons == ["write_file mode \"overwrite\" is not allowed in prod; use create_new"]
 }
 
 test_protected_prefixes_are_denied if {
-	d := portcullis.decision with input as call(reader, read_file, {"path": "./.git/config"}, "dev") with data.gateway as gateway
+	d := data.portcullis.decision with input as call(reader, read_file, {"path": "./.git/config"}, "dev") with data.gateway as gateway
 	not d.allow
 	d.reasons == ["path \"./.git/config\" is under the protected prefix \".git/\""]
 }
 
 test_anonymous_may_not_write if {
 	anon := {"id": "guest", "roles": ["writer"], "claims": {}, "authenticated_by": "anonymous"}
-	d := portcullis.decision with input as call(anon, write_file, {"path": "n.md", "content": "x"}, "dev") with data.gateway as gateway
+	d := data.portcullis.decision with input as call(anon, write_file, {"path": "n.md", "content": "x"}, "dev") with data.gateway as gateway
 	not d.allow
 }
 
 test_data_tools_get_no_capabilities if {
-	d := portcullis.decision with input as call(reader, hash, {"text": "abc"}, "dev") with data.gateway as gateway
+	d := data.portcullis.decision with input as call(reader, hash, {"text": "abc"}, "dev") with data.gateway as gateway
 	d.allow
 	d.grants == {}
 	d.limits.memory_mb == 32
 }
 
 test_prod_tightens_timeouts if {
-	d := portcullis.decision with input as call(reader, hash, {"text": "abc"}, "prod") with data.gateway as gateway
+	d := data.portcullis.decision with input as call(reader, hash, {"text": "abc"}, "prod") with data.gateway as gateway
 	d.limits.timeout_ms == 3000
 }
 
 test_oversized_writes_are_denied if {
-	d := portcullis.decision with input as call(writer, write_file, {"path": "n.md", "content": "12345"}, "dev")
+	d := data.portcullis.decision with input as call(writer, write_file, {"path": "n.md", "content": "12345"}, "dev")
 		with data.gateway as gateway
 		with data.access.workspace.max_write_bytes as 4
 	not d.allow

@@ -10,9 +10,14 @@ const EMBEDDED: &[(&str, &str)] = &[
         "portcullis.rego",
         include_str!("../../../policies/portcullis.rego"),
     ),
+    ("ops.rego", include_str!("../../../policies/ops.rego")),
     (
         "portcullis_test.rego",
         include_str!("../../../policies/portcullis_test.rego"),
+    ),
+    (
+        "ops_test.rego",
+        include_str!("../../../policies/ops_test.rego"),
     ),
     ("data.json", include_str!("../../../policies/data.json")),
 ];
