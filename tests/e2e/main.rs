@@ -6,6 +6,7 @@
 
 mod catalog;
 mod cli;
+mod egress;
 mod examples;
 mod failclosed;
 mod frontdoor;
@@ -13,6 +14,8 @@ mod gateway;
 mod hidden;
 mod hostile;
 mod mcp;
+mod ops;
 mod python;
 mod results;
 mod support;
+mod upstream;

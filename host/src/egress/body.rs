@@ -42,7 +42,10 @@ impl HttpBody for RequestBody {
             update(&self.events, index, |e| e.bytes_out = sent);
             if self.sent > self.limit {
                 let error = capped("the request body", self.limit, "max_request_body");
-                let message = error.to_string();
+                let message = format!(
+                    "the request body exceeds the gateway's limit of {} (egress.max_request_body)",
+                    crate::grants::show_bytes(self.limit)
+                );
                 update(&self.events, index, |e| e.error = Some(message));
                 return Poll::Ready(Some(Err(error)));
             }
@@ -81,6 +84,9 @@ pub struct ResponseBody {
     pub scrubber: StreamScrubber,
     pub between_bytes: Duration,
     pub timer: Pin<Box<tokio::time::Sleep>>,
+    /// Whether the last poll found no data (the timer runs from then, not from when the guest
+    /// last read: a tool busy elsewhere is not a slow upstream).
+    pub waiting: bool,
     /// The connection, given back to the pool when the body ends.
     pub connection: Option<(PoolKey, SendRequest<Body>, Arc<Egress>)>,
     pub permit: Option<OwnedSemaphorePermit>,
@@ -91,7 +97,10 @@ pub struct ResponseBody {
 
 impl ResponseBody {
     fn fail(&mut self, error: Error) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let message = error.to_string();
+        let message = match &error {
+            Error::InternalError(Some(message)) => message.clone(),
+            other => other.to_string(),
+        };
         update(&self.events, self.index, |e| e.error = Some(message));
         self.done = true;
         self.connection = None;
@@ -114,6 +123,11 @@ impl HttpBody for ResponseBody {
         }
         match Pin::new(&mut this.inner).poll_frame(cx) {
             Poll::Pending => {
+                if !this.waiting {
+                    this.waiting = true;
+                    let deadline = tokio::time::Instant::now() + this.between_bytes;
+                    this.timer.as_mut().reset(deadline);
+                }
                 ready!(this.timer.as_mut().poll(cx));
                 this.fail(Error::ConnectionReadTimeout)
             }
@@ -123,8 +137,7 @@ impl HttpBody for ResponseBody {
                 Error::Hyper(e)
             }),
             Poll::Ready(Some(Ok(frame))) => {
-                let deadline = tokio::time::Instant::now() + this.between_bytes;
-                this.timer.as_mut().reset(deadline);
+                this.waiting = false;
                 let Ok(data) = frame.into_data() else {
                     // Trailers are not passed on: they could carry anything, unscrubbed.
                     return Poll::Ready(Some(Ok(Frame::data(Bytes::new()))));

@@ -112,7 +112,10 @@ impl Attempt {
         });
         let result = self.send(request, options, index).await;
         if let Err(e) = &result {
-            let message = self.scrubber.text(&e.to_string());
+            let message = match e {
+                Error::InternalError(Some(message)) => self.scrubber.text(message),
+                other => self.scrubber.text(&other.to_string()),
+            };
             update(&self.events, index, |ev| ev.error = Some(message));
         }
         result
@@ -340,6 +343,7 @@ impl Attempt {
             scrubber: self.scrubber.stream(),
             between_bytes,
             timer: Box::pin(tokio::time::sleep(between_bytes)),
+            waiting: false,
             connection: Some((key, sender, self.egress.clone())),
             permit: Some(permit),
             events: self.events.clone(),
@@ -452,15 +456,28 @@ impl Attempt {
                         {
                             Err(_) => Err(Error::ConnectionReadTimeout),
                             Ok(Ok(response)) => Ok((key, fresh, response)),
-                            Ok(Err(e)) => Err(Error::Hyper(e)),
+                            Ok(Err(e)) => Err(from_hyper(e)),
                         };
                     }
-                    return Err(Error::Hyper(e.into_error()));
+                    return Err(from_hyper(e.into_error()));
                 }
             }
         }
         Err(internal(last_error))
     }
+}
+
+/// A hyper error, or the gateway's own refusal it carries (a request body over its cap fails
+/// inside hyper, which wraps the body's error).
+fn from_hyper(error: hyper::Error) -> Error {
+    let mut source = std::error::Error::source(&error);
+    while let Some(inner) = source {
+        if let Some(Error::InternalError(Some(message))) = inner.downcast_ref::<Error>() {
+            return Error::InternalError(Some(message.clone()));
+        }
+        source = inner.source();
+    }
+    Error::Hyper(error)
 }
 
 /// Replaces secret values in response headers; a value that no longer is a valid header value
