@@ -125,10 +125,11 @@ deny contains msg if {
 
 # Changes in prod are allowed subject to approval; the gateway refuses them with this reason until
 # the approvals are there. Deny rules still win (a decision with reasons is a denial).
-# data.ops.approval also names the approving roles and the approval's lifetime (roles, ttl_s);
-# today's decision contract takes only `approvers` and `reason`, so only those are sent.
+# data.ops.approval names how many approvers, their roles and the approval's lifetime.
 requires_approval := {
 	"approvers": data.ops.approval.approvers,
+	"roles": data.ops.approval.roles,
+	"ttl_s": object.get(data.ops.approval, "ttl_s", 3600),
 	"reason": sprintf("%s of %s in prod needs %s from %s", [
 		input.tool.name, ops_service,
 		approvals_text(data.ops.approval.approvers),

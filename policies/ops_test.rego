@@ -200,7 +200,7 @@ test_ops_restart_in_prod_requires_approval if {
 		"grants": cp_grants("POST", "/v1/services/web/restart"),
 		"limits": object.union(default_limits, {"timeout_ms": 3000}),
 		"redact": [],
-		"requires_approval": {"approvers": 2, "reason": "restart_service of web in prod needs two approvals from sre"},
+		"requires_approval": {"approvers": 2, "roles": ["sre"], "ttl_s": 3600, "reason": "restart_service of web in prod needs two approvals from sre"},
 	}
 }
 
@@ -213,7 +213,7 @@ test_ops_scale_and_deploy_in_prod_require_approval if {
 	d := ops_decision(deployer, deploy, {"service": "api", "artifact": api_release}, "prod")
 	d.allow
 	d.grants == cp_grants("POST", "/v1/services/api/deploy")
-	d.requires_approval == {"approvers": 2, "reason": "deploy of api in prod needs two approvals from sre"}
+	d.requires_approval == {"approvers": 2, "roles": ["sre"], "ttl_s": 3600, "reason": "deploy of api in prod needs two approvals from sre"}
 }
 
 test_ops_admins_need_approval_in_prod_too if {
@@ -231,7 +231,7 @@ test_ops_the_approval_reason_counts_approvers if {
 	one := data.portcullis.decision with input as call(deployer, restart_service, {"name": "web"}, "prod")
 		with data.gateway as gateway
 		with data.ops.approval as {"approvers": 1, "roles": ["sre", "oncall"]}
-	one.requires_approval == {"approvers": 1, "reason": "restart_service of web in prod needs one approval from sre or oncall"}
+	one.requires_approval == {"approvers": 1, "roles": ["sre", "oncall"], "ttl_s": 3600, "reason": "restart_service of web in prod needs one approval from sre or oncall"}
 	seven := data.portcullis.decision with input as call(deployer, restart_service, {"name": "web"}, "prod")
 		with data.gateway as gateway
 		with data.ops.approval as {"approvers": 7, "roles": ["sre"]}

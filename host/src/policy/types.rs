@@ -80,6 +80,12 @@ pub struct ApprovalRequirement {
     pub approvers: u32,
     #[serde(default)]
     pub reason: String,
+    /// Roles an approver must hold (any of them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// How long the approval may take, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u64>,
 }
 
 fn one() -> u32 {
