@@ -394,3 +394,108 @@ async fn secrets_resolve_only_by_grant_and_never_reach_any_sink() {
     );
     client.cancel().await.unwrap();
 }
+
+/// A test CA and a certificate it signed for `cp.test` (and 127.0.0.1), made with the openssl
+/// CLI: `(ca, cert, key)`.
+fn certificates(
+    dir: &std::path::Path,
+) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let p = |name: &str| dir.join(name);
+    std::fs::write(
+        p("ext"),
+        "subjectAltName=DNS:cp.test,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let openssl = |args: &[&str]| {
+        let status = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .stderr(std::process::Stdio::null())
+            .status()
+            .expect("openssl");
+        assert!(status.success(), "openssl {args:?}");
+    };
+    openssl(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=portcullis test CA",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+    ]);
+    openssl(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=cp.test",
+        "-keyout",
+        "key.pem",
+        "-out",
+        "leaf.csr",
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext",
+        "-out",
+        "cert.pem",
+    ]);
+    (p("ca.pem"), p("cert.pem"), p("key.pem"))
+}
+
+#[tokio::test]
+async fn https_upstreams_are_verified_against_the_web_roots_and_the_operators_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ca, cert, key) = certificates(dir.path());
+    let cp = ControlPlane::start_with(
+        "127.0.0.1",
+        TOKEN,
+        &[
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(cp.url.starts_with("https://"), "{}", cp.url);
+    let grant = json!({"host": "cp.test", "ports": [cp.port], "allow_private": ["127.0.0.1"]});
+    let url = format!("https://cp.test:{}/debug/ping", cp.port);
+    let resolve = "[egress.resolve]\n\"cp.test\" = [\"127.0.0.1\"]\n";
+
+    // Without the operator's CA the certificate is not trusted.
+    let (s, _keep) = egress_setup(json!({"http": [grant.clone()]}), resolve);
+    let client = stdio_client(&s).await;
+    let (hops, all) = request(&client, json!({"method": "GET", "url": url})).await;
+    assert!(hops[0]["status"].is_null(), "{all}");
+    assert!(error(&hops[0]).contains("TLS"), "{all}");
+    client.cancel().await.unwrap();
+
+    // With it (egress.ca_bundle), the request goes through, verified for the granted name.
+    let extra = format!("[egress]\nca_bundle = \"{}\"\n\n{resolve}", ca.display());
+    let (s, _keep) = egress_setup(json!({"http": [grant]}), &extra);
+    let client = stdio_client(&s).await;
+    let (hops, all) = request(&client, json!({"method": "GET", "url": url})).await;
+    assert_eq!(hops[0]["status"], 200, "{all}");
+    assert_eq!(hops[0]["body"], "pong");
+    client.cancel().await.unwrap();
+}

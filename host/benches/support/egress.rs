@@ -87,7 +87,8 @@ fn config(dir: &std::path::Path, port: u16, pool_max_idle: usize) -> Config {
     Config::load(Some(&path)).unwrap()
 }
 
-async fn governed(port: u16, n: usize, pool_max_idle: usize) -> Vec<Duration> {
+/// Each governed call's time, and how much of it was plan (validate + hash + decide).
+async fn governed(port: u16, n: usize, pool_max_idle: usize) -> (Vec<Duration>, Vec<Duration>) {
     let dir = tempfile::tempdir().unwrap();
     let config = config(dir.path(), port, pool_max_idle);
     let gateway = portcullis::cli::build_gateway(&config).await.unwrap();
@@ -96,20 +97,24 @@ async fn governed(port: u16, n: usize, pool_max_idle: usize) -> Vec<Duration> {
         unreachable!()
     };
     let mut times = Vec::with_capacity(n);
+    let mut plans = Vec::with_capacity(n);
     for i in 0..n + 200 {
         let args = RawArgs::Object(Some(map.clone()));
         let started = Instant::now();
-        let outcome = gateway
-            .call(&principal, "http_fetch", args, Transport::Cli, None)
-            .await;
+        let plan = gateway
+            .plan(&principal, "http_fetch", args, Transport::Cli)
+            .unwrap_or_else(|e| panic!("http_fetch refused: {e}"));
+        let planned = started.elapsed();
+        let outcome = gateway.execute(&principal, plan, None).await;
         let elapsed = started.elapsed();
         let outcome = outcome.unwrap_or_else(|e| panic!("http_fetch failed: {e}"));
         assert!(outcome.report.outcome.is_ok_and(|o| !o.is_error));
         if i >= 200 {
             times.push(elapsed);
+            plans.push(planned);
         }
     }
-    times
+    (times, plans)
 }
 
 pub async fn egress(n: usize) {
@@ -118,14 +123,11 @@ pub async fn egress(n: usize) {
         "plain GET on a kept-alive connection (hyper, in process)",
         bare(port, n).await,
     );
-    let pooled = report(
-        "governed http_fetch, pooled upstream connections",
-        governed(port, n, 8).await,
-    );
-    let unpooled = report(
-        "governed http_fetch, a new connection per request",
-        governed(port, n, 0).await,
-    );
+    let (times, plans) = governed(port, n, 8).await;
+    let pooled = report("governed http_fetch, pooled upstream connections", times);
+    report("  of which plan (validate+hash+decide)", plans);
+    let (times, _) = governed(port, n, 0).await;
+    let unpooled = report("governed http_fetch, a new connection per request", times);
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     println!(
         "{:<58} pooled {:>7.1} µs   unpooled {:>7.1} µs",
