@@ -325,10 +325,12 @@ async fn call(
             "result": o.report.outcome.as_ref().ok(),
             "fuel_used": o.report.fuel_used,
             "elapsed_ms": o.report.elapsed.as_secs_f64() * 1000.0,
+            "egress": o.report.egress,
         }),
         Err(GateError::Run { report, .. }) => json!({
             "error": result.as_ref().err().map(|e| e.to_string()),
             "fuel_used": report.fuel_used,
+            "egress": report.egress,
         }),
         Err(e) => json!({ "error": e.to_string() }),
     };
