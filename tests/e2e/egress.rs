@@ -120,6 +120,21 @@ async fn an_injected_credential_goes_only_to_its_host_and_never_comes_back() {
     );
     assert!(!all.contains(TOKEN));
 
+    // The tool cannot ask for the injected credential either.
+    let asked = call(
+        &client,
+        "read_secret",
+        json!({"name": "CP_TOKEN", "sink": "result"}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        text(&asked).contains("secret unavailable"),
+        "{}",
+        text(&asked)
+    );
+    assert!(!format!("{asked:?}").contains(TOKEN));
+
     // A compressed answer to a request that carried the credential is refused.
     let (hops, all) = request(
         &client,
@@ -498,4 +513,42 @@ async fn https_upstreams_are_verified_against_the_web_roots_and_the_operators_bu
     assert_eq!(hops[0]["status"], 200, "{all}");
     assert_eq!(hops[0]["body"], "pong");
     client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn portcullis_run_grants_exactly_its_flags() {
+    let cp = ControlPlane::start("127.0.0.1", TOKEN).await;
+    let (s, _keep) = egress_setup(json!({}), "");
+    let run = |grant: Option<String>, url: String| {
+        let mut command = std::process::Command::new(crate::gateway::binary());
+        command
+            .arg("--config")
+            .arg(&s.config)
+            .args(["run", "request"]);
+        command.arg(json!({"method": "GET", "url": url}).to_string());
+        if let Some(grant) = grant {
+            command.args(["--grant-http", &grant]);
+        }
+        let out = command.output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let url = format!("{}/debug/ping", cp.url);
+    let none = run(None, url.clone());
+    assert!(none.contains("this call has no http grant"), "{none}");
+    let granted = run(
+        Some(format!("http://127.0.0.1:{}/debug/,GET", cp.port)),
+        url,
+    );
+    assert!(
+        granted.contains("\"status\": 200") || granted.contains("pong"),
+        "{granted}"
+    );
+    let elsewhere = run(
+        Some(format!("http://127.0.0.1:{}/debug/,GET", cp.port)),
+        format!("{}/v1/services", cp.url),
+    );
+    assert!(
+        elsewhere.contains("is not under a granted prefix"),
+        "{elsewhere}"
+    );
 }

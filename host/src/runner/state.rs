@@ -254,6 +254,20 @@ mod tests {
     const MIB: usize = 1024 * 1024;
 
     #[test]
+    fn notices_are_rate_limited_per_call() {
+        let mut budget = NoticeBudget::new();
+        let sent = (0..1000).filter(|_| budget.take()).count();
+        // The burst, plus whatever refilled while the loop ran (well under a second).
+        assert!(
+            (NOTICE_BURST as usize..NOTICE_BURST as usize + 5).contains(&sent),
+            "{sent}"
+        );
+        assert_eq!(budget.dropped, 1000 - sent);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        assert!(budget.take(), "the budget refills over time");
+    }
+
+    #[test]
     fn the_memory_limit_holds_across_all_memories_of_a_call() {
         let mut limiter = Limiter {
             memory_bytes: 64 * MIB as u64,
