@@ -516,7 +516,17 @@ mod tests {
         assert!(r.allows_private("127.0.0.1".parse().unwrap()));
         assert!(r.allows_private("::ffff:127.0.0.1".parse().unwrap()));
         assert!(!r.allows_private("127.0.0.2".parse().unwrap()));
-        assert!(check(std::slice::from_ref(&r), false, "2130706433", 8091, "GET", "/").is_ok());
+        assert!(
+            check(
+                std::slice::from_ref(&r),
+                false,
+                "2130706433",
+                8091,
+                "GET",
+                "/"
+            )
+            .is_ok()
+        );
         let named = rule(r#"{"host": "db.internal", "allow_private": ["10.0.0.0/8", "fd00::1"]}"#);
         assert!(named.allows_private("10.9.9.9".parse().unwrap()));
         assert!(named.allows_private("fd00::1".parse().unwrap()));
