@@ -6,7 +6,8 @@
 //! Run `scripts/build-tools` first, then `cargo bench -p portcullis --bench pipeline`.
 //! `BENCH_ITERATIONS` scales every loop (default 20000 in process, a tenth of it over stdio);
 //! `BENCH_IN_PROCESS_ONLY=1` stops after the in-process instance measurements;
-//! `BENCH_SKIP_TRANSPORTS=1` after the governed call in process (no stdio, HTTP, fairness).
+//! `BENCH_SKIP_TRANSPORTS=1` after the governed call in process (no stdio, HTTP, fairness);
+//! `BENCH_EGRESS_ONLY=1` runs only the outbound HTTP comparison.
 //! Results go into docs/perf.md.
 
 use std::io::{BufRead, BufReader, Write};
@@ -494,6 +495,10 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if std::env::var_os("BENCH_EGRESS_ONLY").is_some() {
+        runtime.block_on(egress::egress((n / 4).max(500)));
+        return;
+    }
     runtime.block_on(in_process(n));
     if std::env::var_os("BENCH_IN_PROCESS_ONLY").is_some() {
         return;
