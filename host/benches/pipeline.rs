@@ -79,13 +79,18 @@ fn iterations() -> usize {
 
 /// A configuration file for the benchmarks: the example tools, the default policies.
 fn bench_config(dir: &Path) -> PathBuf {
+    bench_config_with(dir, "")
+}
+
+/// The same, with more configuration tables appended.
+fn bench_config_with(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("portcullis.toml");
     std::fs::create_dir_all(dir.join("workspace")).unwrap();
     std::fs::write(
         &path,
         format!(
             "tools_dir = \"{}\"\ncache_dir = \"{}\"\npolicy_dir = \"{}\"\nworkspace = \"workspace\"\n\
-             [principals.local]\nroles = [\"writer\"]\n",
+             [principals.local]\nroles = [\"writer\"]\n{extra}",
             tools_dir().display(),
             root().join(".portcullis/cache").display(),
             root().join("policies").display()

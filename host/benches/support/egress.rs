@@ -13,7 +13,7 @@ use portcullis::config::Config;
 use portcullis::gate::{RawArgs, Transport};
 use serde_json::{Value, json};
 
-use super::{report, root, tools_dir};
+use super::{bench_config_with, report};
 
 /// A loopback HTTP/1.1 server answering every request with `pong`.
 async fn pong_server() -> u16 {
@@ -68,23 +68,12 @@ async fn bare(port: u16, n: usize) -> Vec<Duration> {
 }
 
 fn config(dir: &std::path::Path, port: u16, pool_max_idle: usize) -> Config {
-    let path = dir.join("portcullis.toml");
-    std::fs::create_dir_all(dir.join("workspace")).unwrap();
-    std::fs::write(
-        &path,
-        format!(
-            "tools_dir = \"{}\"\ncache_dir = \"{}\"\npolicy_dir = \"{}\"\nworkspace = \"workspace\"\n\
-             [principals.local]\nroles = [\"writer\"]\n\
-             [egress]\npool_max_idle = {pool_max_idle}\n\
-             [ceilings]\nhttp = [\"*\", \"127.0.0.1\"]\n\
-             [settings]\nfetch = [{{ host = \"127.0.0.1\", schemes = [\"http\"], ports = [{port}] }}]\n",
-            tools_dir().display(),
-            root().join(".portcullis/cache").display(),
-            root().join("policies").display()
-        ),
-    )
-    .unwrap();
-    Config::load(Some(&path)).unwrap()
+    let extra = format!(
+        "[egress]\npool_max_idle = {pool_max_idle}\n\
+         [ceilings]\nhttp = [\"*\", \"127.0.0.1\"]\n\
+         [settings]\nfetch = [{{ host = \"127.0.0.1\", schemes = [\"http\"], ports = [{port}] }}]\n"
+    );
+    Config::load(Some(&bench_config_with(dir, &extra))).unwrap()
 }
 
 /// Each governed call's time, and how much of it was plan (validate + hash + decide).
