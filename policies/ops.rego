@@ -84,6 +84,14 @@ plain_name(name) if {
 	regex.match(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`, name)
 }
 
+# A restart changes a running system although it destroys nothing: not for anonymous callers
+# either (the generic rule covers only destructive tools).
+deny contains msg if {
+	ops_call("restart_service")
+	input.principal.authenticated_by == "anonymous"
+	msg := "restart_service changes a running service; anonymous callers may only use read-only tools"
+}
+
 # Only the services listed for this environment may be restarted.
 deny contains msg if {
 	ops_call("restart_service")

@@ -251,6 +251,8 @@ test_ops_anonymous_callers_may_not_scale_or_deploy if {
 	anon := {"id": "guest", "roles": ["deploy"], "claims": {}, "authenticated_by": "anonymous"}
 	ops_decision(anon, scale_service, {"name": "web", "replicas": 2}, "dev").reasons == ["tool \"scale_service\" changes data; anonymous callers may only use read-only tools"]
 	not ops_decision(anon, deploy, {"service": "web", "artifact": web_release}, "dev").allow
+	ops_decision(anon, restart_service, {"name": "web"}, "dev").reasons == ["restart_service changes a running service; anonymous callers may only use read-only tools"]
+	ops_decision(anon, list_services, {}, "dev").allow
 }
 
 # A tool of another component is not an ops tool, whatever its name.

@@ -134,3 +134,18 @@ fn token_prints_a_hash_the_configuration_accepts() {
     assert!(out.contains(&portcullis::mcp::http::token_hash(token)));
     assert!(out.contains("[principals.ci]"));
 }
+
+#[test]
+fn run_bypasses_policy_but_not_the_input_schema() {
+    let s = setup(Options::default());
+    let config = s.config.to_str().unwrap();
+    let (ok, _, err) = run(&["--config", config, "run", "hash", r#"{"text": 5}"#]);
+    assert!(!ok);
+    assert!(
+        err.contains("does not match the tool's input schema") && err.contains("/text"),
+        "{err}"
+    );
+    let (ok, out, _) = run(&["--config", config, "run", "hash", r#"{"text": "abc"}"#]);
+    assert!(ok, "{out}");
+    assert!(out.contains(crate::support::SHA256_ABC), "{out}");
+}

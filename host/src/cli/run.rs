@@ -94,6 +94,14 @@ pub(super) async fn run_one(config: &Config, args: &RunArgs) -> Result<ExitCode>
         .with_context(|| format!("no tool named `{}` (see `portcullis tools`)", args.tool))?;
     let input: serde_json::Value =
         serde_json::from_str(&args.input).context("the input is not JSON")?;
+    // No policy here, but the schema holds: the tool gets what it would get from the gateway.
+    let problems = crate::gate::schema_problems(tool, &input);
+    if !problems.is_empty() {
+        bail!(
+            "the input does not match the tool's input schema: {}",
+            problems.join("; ")
+        );
+    }
     let mut grants = Grants::default();
     for spec in &args.grant_dirs {
         let mut grant = parse_grant_dir(spec)?;

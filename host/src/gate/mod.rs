@@ -130,7 +130,7 @@ fn now_rfc3339() -> String {
 }
 
 /// Up to eight schema violations, each with where it is (values masked: they may be secret).
-fn schema_problems(tool: &ToolEntry, value: &Value) -> Vec<String> {
+pub fn schema_problems(tool: &ToolEntry, value: &Value) -> Vec<String> {
     tool.validator
         .iter_errors(value)
         .take(8)
