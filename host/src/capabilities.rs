@@ -98,8 +98,8 @@ impl Capabilities {
         })
     }
 
-    /// No secrets, default egress settings, ceilings at `fs_root` and public hosts: for tests,
-    /// benchmarks and `portcullis run`.
+    /// No secrets, default egress settings, ceilings at `fs_roots` and public hosts: for tests
+    /// and benchmarks that build a runner without a configuration.
     pub fn basic(fs_roots: Vec<PathBuf>) -> Self {
         let ceilings = Ceilings {
             fs: fs_roots,
@@ -219,12 +219,7 @@ impl Capabilities {
                 secrets: granted,
             });
         }
-        let injected = self.secrets.for_call(
-            grants
-                .http
-                .iter()
-                .filter_map(|g| g.inject.as_ref().map(|i| i.secret.as_str())),
-        )?;
+        let injected = self.secrets.for_call(injected_names(grants))?;
         let mut values: Vec<(String, Zeroizing<Vec<u8>>)> = Vec::new();
         for call in [&granted, &injected] {
             for (name, value) in call.pairs() {
@@ -244,14 +239,21 @@ impl Capabilities {
     }
 }
 
+/// The secrets the host injects into HTTP requests.
+fn injected_names(grants: &Grants) -> impl Iterator<Item = &str> {
+    grants
+        .http
+        .iter()
+        .filter_map(|g| g.inject.as_ref().map(|i| i.secret.as_str()))
+}
+
 /// Every secret name a grant set uses: granted to the tool, or injected by the host.
 fn secret_names(grants: &Grants) -> impl Iterator<Item = &str> {
-    grants.secrets.iter().map(String::as_str).chain(
-        grants
-            .http
-            .iter()
-            .filter_map(|g| g.inject.as_ref().map(|i| i.secret.as_str())),
-    )
+    grants
+        .secrets
+        .iter()
+        .map(String::as_str)
+        .chain(injected_names(grants))
 }
 
 #[cfg(test)]

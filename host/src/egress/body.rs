@@ -14,7 +14,7 @@ use wasmtime_wasi_http::Error;
 
 use super::connect::PoolKey;
 use super::scrub::StreamScrubber;
-use super::{Body, Egress, EventLog, capped};
+use super::{Body, Egress, EventLog, capped, describe};
 
 /// The guest's request body, refused past the cap.
 pub struct RequestBody {
@@ -42,10 +42,7 @@ impl HttpBody for RequestBody {
             update(&self.events, index, |e| e.bytes_out = sent);
             if self.sent > self.limit {
                 let error = capped("the request body", self.limit, "max_request_body");
-                let message = format!(
-                    "the request body exceeds the gateway's limit of {} (egress.max_request_body)",
-                    crate::grants::show_bytes(self.limit)
-                );
+                let message = describe(&error);
                 update(&self.events, index, |e| e.error = Some(message));
                 return Poll::Ready(Some(Err(error)));
             }
@@ -97,10 +94,7 @@ pub struct ResponseBody {
 
 impl ResponseBody {
     fn fail(&mut self, error: Error) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        let message = match &error {
-            Error::InternalError(Some(message)) => message.clone(),
-            other => other.to_string(),
-        };
+        let message = describe(&error);
         update(&self.events, self.index, |e| e.error = Some(message));
         self.done = true;
         self.connection = None;

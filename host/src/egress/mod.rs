@@ -234,3 +234,12 @@ fn capped(what: &str, limit: u64, key: &str) -> wasmtime_wasi_http::Error {
         show_bytes(limit)
     )))
 }
+
+/// What an error says, for the call's record: the gateway's own text without the
+/// `internal error:` wrapper its type adds.
+fn describe(error: &wasmtime_wasi_http::Error) -> String {
+    match error {
+        wasmtime_wasi_http::Error::InternalError(Some(message)) => message.clone(),
+        other => other.to_string(),
+    }
+}

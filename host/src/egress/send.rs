@@ -23,6 +23,10 @@ use super::ranges::deny_reason;
 use super::{Body, CallEgress, Caps, Egress, EgressEvent, EventLog, MAX_EVENTS, refused};
 use crate::secrets::CallSecrets;
 
+/// Request-body writes wasmtime-wasi-http buffers per request, and the most one write takes.
+const OUTGOING_BODY_BUFFER_CHUNKS: usize = 1;
+const OUTGOING_BODY_CHUNK_BYTES: usize = 1024 * 1024;
+
 type IoFuture = Box<dyn Future<Output = Result<(), Error>> + Send>;
 type SendFuture = Box<dyn Future<Output = Result<(Response<Body>, IoFuture), Error>> + Send>;
 
@@ -30,6 +34,15 @@ impl WasiHttpHooks for CallEgress {
     fn set_host_header(&mut self) -> bool {
         // The hook sets Host itself, from the checked host.
         false
+    }
+
+    // Stated, not inherited: one buffered write of at most this much per request body.
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        OUTGOING_BODY_BUFFER_CHUNKS
+    }
+
+    fn p2_outgoing_body_chunk_size(&mut self) -> usize {
+        OUTGOING_BODY_CHUNK_BYTES
     }
 
     fn send_request(
@@ -112,10 +125,7 @@ impl Attempt {
         });
         let result = self.send(request, options, index).await;
         if let Err(e) = &result {
-            let message = match e {
-                Error::InternalError(Some(message)) => self.scrubber.text(message),
-                other => self.scrubber.text(&other.to_string()),
-            };
+            let message = self.scrubber.text(&super::describe(e));
             update(&self.events, index, |ev| ev.error = Some(message));
         }
         result

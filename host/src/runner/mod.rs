@@ -391,7 +391,7 @@ impl Runner {
         table.set_max_capacity(MAX_RESOURCES);
         let state = StoreState {
             wasi,
-            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            http: http_context(self.capabilities.egress.caps()),
             table,
             fsguard,
             capabilities,
@@ -441,6 +441,15 @@ fn hostcall_budget(limits: &Limits) -> usize {
         .saturating_mul(2)
         .saturating_add(64 * 1024)
         .max(MAX_HOSTCALL_BYTES)
+}
+
+/// The wasi:http context of a call, with its field limit stated: fields (headers) a guest
+/// builds may take this much host memory in their in-memory form, a few times the header
+/// bytes the send hook lets through.
+fn http_context(caps: crate::egress::Caps) -> wasmtime_wasi_http::WasiHttpCtx {
+    let mut ctx = wasmtime_wasi_http::WasiHttpCtx::new();
+    ctx.set_field_size_limit(caps.max_header_bytes.saturating_mul(4).max(64 * 1024));
+    ctx
 }
 
 /// The WASI context for one call: deny by default, then exactly the grants.
