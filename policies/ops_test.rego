@@ -51,6 +51,12 @@ cp_grants(method, path) := {
 
 default_limits := {"fuel": 500000000, "memory_mb": 64, "timeout_ms": 5000, "output_kb": 1024}
 
+# The rate rules every call of `p` carries (portcullis.rego, section 6), and those of a
+# destructive tool.
+budget(p) := [{"key": sprintf("fuel:%s", [p.id]), "max": 100000000000, "window_s": 3600, "cost": "fuel"}]
+
+destructive_budget(p) := array.concat([{"key": sprintf("destructive:%s", [p.id]), "max": 60, "window_s": 3600}], budget(p))
+
 ops_decision(p, t, args, env) := d if {
 	d := data.portcullis.decision with input as call(p, t, args, env) with data.gateway as gateway
 }
@@ -89,7 +95,7 @@ test_ops_a_writer_may_not_restart if {
 
 test_ops_list_services_reads_the_control_plane if {
 	d := ops_decision(reader, list_services, {}, "dev")
-	d == {"allow": true, "grants": cp_grants("GET", "/v1/services"), "limits": default_limits, "redact": []}
+	d == {"allow": true, "grants": cp_grants("GET", "/v1/services"), "limits": default_limits, "redact": [], "rate": budget(reader)}
 }
 
 test_ops_get_service_in_prod_needs_no_approval if {
@@ -134,7 +140,7 @@ test_ops_control_plane_settings_are_type_checked if {
 
 test_ops_restart_in_staging_reaches_that_service_only if {
 	d := ops_decision(deployer, restart_service, {"name": "web"}, "staging")
-	d == {"allow": true, "grants": cp_grants("POST", "/v1/services/web/restart"), "limits": default_limits, "redact": []}
+	d == {"allow": true, "grants": cp_grants("POST", "/v1/services/web/restart"), "limits": default_limits, "redact": [], "rate": budget(deployer)}
 }
 
 test_ops_restart_of_a_service_not_listed_for_the_environment_is_denied if {
@@ -161,7 +167,7 @@ test_ops_service_names_are_plain if {
 
 test_ops_scale_within_range_reaches_the_scale_endpoint if {
 	d := ops_decision(deployer, scale_service, {"name": "api", "replicas": 4}, "dev")
-	d == {"allow": true, "grants": cp_grants("POST", "/v1/services/api/scale"), "limits": default_limits, "redact": []}
+	d == {"allow": true, "grants": cp_grants("POST", "/v1/services/api/scale"), "limits": default_limits, "redact": [], "rate": destructive_budget(deployer)}
 	ops_decision(deployer, scale_service, {"name": "api", "replicas": 1}, "dev").allow
 	ops_decision(deployer, scale_service, {"name": "api", "replicas": 10}, "dev").allow
 }
@@ -177,7 +183,7 @@ test_ops_scale_out_of_range_is_denied if {
 
 test_ops_deploy_of_a_pinned_release_reaches_the_deploy_endpoint if {
 	d := ops_decision(deployer, deploy, {"service": "web", "artifact": web_release}, "staging")
-	d == {"allow": true, "grants": cp_grants("POST", "/v1/services/web/deploy"), "limits": default_limits, "redact": []}
+	d == {"allow": true, "grants": cp_grants("POST", "/v1/services/web/deploy"), "limits": default_limits, "redact": [], "rate": destructive_budget(deployer)}
 }
 
 test_ops_deploy_of_an_unpinned_artifact_is_denied if {
@@ -200,6 +206,7 @@ test_ops_restart_in_prod_requires_approval if {
 		"grants": cp_grants("POST", "/v1/services/web/restart"),
 		"limits": object.union(default_limits, {"timeout_ms": 3000}),
 		"redact": [],
+		"rate": budget(deployer),
 		"requires_approval": {"approvers": 2, "roles": ["sre"], "ttl_s": 3600, "reason": "restart_service of web in prod needs two approvals from sre"},
 	}
 }
@@ -321,6 +328,7 @@ test_fetch_grants_exactly_the_configured_hosts_for_get if {
 		]},
 		"limits": object.union(default_limits, {"timeout_ms": 10000}),
 		"redact": [],
+		"rate": budget(reader),
 	}
 }
 

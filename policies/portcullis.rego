@@ -8,6 +8,7 @@
 #   3. field-level constraints on arguments (workspace path prefixes, a value set, a size cap)
 #   4. annotation-aware rules (destructive tools need more than read-only ones)
 #   5. grants and limits per tool
+#   6. rate limits and budgets: destructive tools per principal, fuel per principal per hour
 # The operations tools (ops, fetch) are in ops.rego, in this same package.
 package portcullis
 
@@ -35,6 +36,7 @@ decision := object.union({
 	"grants": grants,
 	"limits": limits,
 	"redact": redact,
+	"rate": rate,
 }, approval) if {
 	input.action == "call"
 	count(deny) == 0
@@ -138,3 +140,26 @@ tool_limits := ops_limits if ops_family else := object.get(data.access.limits.to
 
 # Content written by write_file never appears in logs or the audit trail.
 redact := ["args.content"] if input.tool.name == "write_file" else := []
+
+# --- 6. Rate limits and budgets ----------------------------------------------------------------
+
+# The gateway enforces these atomically across concurrent calls and restarts; a call over one
+# is refused with the limit's key and when its window resets. data.governance sets the numbers;
+# without it every call is denied (the decision is undefined).
+rate := array.concat(destructive_rate, fuel_budget)
+
+# Destructive tools: at most data.governance.destructive.max calls per principal per window.
+destructive_rate := [{
+	"key": sprintf("destructive:%s", [input.principal.id]),
+	"max": data.governance.destructive.max,
+	"window_s": data.governance.destructive.window_s,
+}] if input.tool.annotations.destructive else := []
+
+# Every principal has a fuel budget per window, whatever the tool: a call starts only while
+# budget is left, and the fuel it used is charged after it ran.
+fuel_budget := [{
+	"key": sprintf("fuel:%s", [input.principal.id]),
+	"max": data.governance.fuel_budget.max,
+	"window_s": data.governance.fuel_budget.window_s,
+	"cost": "fuel",
+}]

@@ -119,3 +119,31 @@ test_oversized_writes_are_denied if {
 	not d.allow
 	d.reasons == ["write_file content is 5 bytes; the limit is 4"]
 }
+
+# --- rate limits and budgets ----------------------------------------------------------------
+
+test_every_call_carries_the_principals_fuel_budget if {
+	d := data.portcullis.decision with input as call(reader, read_file, {"path": "a"}, "dev") with data.gateway as gateway
+	d.rate == [{"key": "fuel:alice", "max": 100000000000, "window_s": 3600, "cost": "fuel"}]
+}
+
+test_destructive_tools_are_rate_limited_per_principal if {
+	d := data.portcullis.decision with input as call(writer, write_file, {"path": "a.txt", "content": "x"}, "dev") with data.gateway as gateway
+	{"key": "destructive:bob", "max": 60, "window_s": 3600} in d.rate
+	count(d.rate) == 2
+}
+
+test_the_numbers_come_from_data_governance if {
+	d := data.portcullis.decision with input as call(writer, write_file, {"path": "a.txt", "content": "x"}, "dev")
+		with data.gateway as gateway
+		with data.governance as {"destructive": {"max": 3, "window_s": 60}, "fuel_budget": {"max": 10, "window_s": 60}}
+	{"key": "destructive:bob", "max": 3, "window_s": 60} in d.rate
+	{"key": "fuel:bob", "max": 10, "window_s": 60, "cost": "fuel"} in d.rate
+}
+
+test_without_governance_data_calls_are_denied if {
+	d := data.portcullis.decision with input as call(reader, read_file, {"path": "a"}, "dev")
+		with data.gateway as gateway
+		with data.governance as {}
+	not d.allow
+}

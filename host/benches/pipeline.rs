@@ -194,6 +194,7 @@ async fn governed(n: usize) {
         time: "2026-11-22T00:00:00Z".into(),
         request_id: "bench".into(),
         transport: "cli",
+        idempotency_key: None,
     };
     let args = json!({"text": "a"});
     let input = PolicyInput {
@@ -211,6 +212,8 @@ async fn governed(n: usize) {
         plan_hash: Some("sha256:00"),
         environment: "dev",
         context: &context,
+        usage: None,
+        approvals: None,
     };
     let mut decide = Vec::with_capacity(n);
     for _ in 0..n {
@@ -235,6 +238,7 @@ async fn governed(n: usize) {
                 RawArgs::Object(Some(map.clone())),
                 Transport::Cli,
                 None,
+                None,
             )
             .await
             .unwrap();
@@ -244,7 +248,7 @@ async fn governed(n: usize) {
         let args = RawArgs::Object(Some(map.clone()));
         let started = Instant::now();
         let outcome = gateway
-            .call(&principal, "hash", args, Transport::Cli, None)
+            .call(&principal, "hash", args, Transport::Cli, None, None)
             .await;
         pipeline.push(started.elapsed());
         assert!(outcome.is_ok());
@@ -253,13 +257,37 @@ async fn governed(n: usize) {
         "governed call in process (validate+hash+decide+run)",
         pipeline,
     );
+    // The same call with an idempotency key: a durable intent before the run and the outcome
+    // after it (a new key each time, so every call runs).
+    let mut keyed = Vec::with_capacity(n);
+    for i in 0..n {
+        let args = RawArgs::Object(Some(map.clone()));
+        let started = Instant::now();
+        let outcome = gateway
+            .call(
+                &principal,
+                "hash",
+                args,
+                Transport::Cli,
+                Some(format!("bench-{i}")),
+                None,
+            )
+            .await;
+        keyed.push(started.elapsed());
+        assert!(outcome.is_ok_and(|o| o.idempotency.is_some_and(|k| !k.replayed)));
+    }
+    report(
+        "the same call with an idempotency key (intent + outcome stored)",
+        keyed,
+    );
     let mut plans = Vec::with_capacity(n);
     let mut executes = Vec::with_capacity(n);
     for _ in 0..n {
         let args = RawArgs::Object(Some(map.clone()));
         let started = Instant::now();
         let plan = gateway
-            .plan(&principal, "hash", args, Transport::Cli)
+            .plan(&principal, "hash", args, Transport::Cli, None)
+            .await
             .unwrap();
         plans.push(started.elapsed());
         let started = Instant::now();
@@ -289,7 +317,9 @@ async fn governed(n: usize) {
         for _ in 0..n {
             let args = RawArgs::Object(Some(map.clone()));
             let started = Instant::now();
-            let refused = gateway.plan(&reader, tool, args, Transport::Cli);
+            let refused = gateway
+                .plan(&reader, tool, args, Transport::Cli, None)
+                .await;
             times.push(started.elapsed());
             assert!(matches!(
                 refused,

@@ -148,7 +148,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
         "m" | "min" => Ok(Duration::from_secs(n.saturating_mul(60))),
-        other => Err(format!("`{text}`: unknown unit `{other}` (use ms, s or m)")),
+        "h" => Ok(Duration::from_secs(n.saturating_mul(3600))),
+        "d" => Ok(Duration::from_secs(n.saturating_mul(86_400))),
+        other => Err(format!(
+            "`{text}`: unknown unit `{other}` (use ms, s, m, h or d)"
+        )),
     }
 }
 
@@ -176,7 +180,9 @@ mod tests {
         assert!(parse_bytes("lots").unwrap_err().contains("not a size"));
         assert_eq!(parse_duration("2s"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-        assert!(parse_duration("2h").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1d"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("2w").unwrap_err().contains("unknown unit"));
         assert_eq!(show_bytes(64 * MIB), "64 MiB");
         assert_eq!(show_bytes(1000), "1000 bytes");
     }

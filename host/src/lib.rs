@@ -9,6 +9,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
 )]
 
+pub mod approvals;
 pub mod capabilities;
 pub mod catalog;
 pub mod cli;
@@ -21,4 +22,6 @@ pub mod mcp;
 pub mod policy;
 pub mod runner;
 pub mod secrets;
+pub mod state;
 pub mod telemetry;
+pub mod time;

@@ -320,7 +320,9 @@ async fn planned(
             tool,
             portcullis::gate::RawArgs::Text(&args.to_string()),
             portcullis::gate::Transport::Cli,
+            None,
         )
+        .await
         .unwrap_or_else(|e| panic!("{tool} {args}: {e}"));
     plan.plan_hash
 }
@@ -335,7 +337,7 @@ fn principal_config(id: &str) -> portcullis::policy::Principal {
 }
 
 /// A gateway over `setup`, whose `data` component may be replaced by a variant.
-async fn gateway_for(s: &crate::gateway::Setup) -> portcullis::gate::Gateway {
+async fn gateway_for(s: &crate::gateway::Setup) -> std::sync::Arc<portcullis::gate::Gateway> {
     let config = portcullis::config::Config::load(Some(&s.config)).unwrap();
     portcullis::cli::build_gateway(&config).await.unwrap()
 }
@@ -381,7 +383,7 @@ async fn the_plan_hash_binds_tool_digest_arguments_principal_and_environment() {
         ..Options::default()
     });
     let other_environment = planned(
-        &gateway_for(&prod).await,
+        &*gateway_for(&prod).await,
         "alice",
         "read_file",
         json!({"path": "notes.md"}),
@@ -394,7 +396,7 @@ async fn the_plan_hash_binds_tool_digest_arguments_principal_and_environment() {
     bytes.extend_from_slice(&[0x00, 0x03, 0x01, b'x', b'y']);
     std::fs::write(&wasm, bytes).unwrap();
     let other_digest = planned(
-        &gateway_for(&rebuilt).await,
+        &*gateway_for(&rebuilt).await,
         "alice",
         "read_file",
         json!({"path": "notes.md"}),

@@ -24,7 +24,7 @@ use crate::upstream::ControlPlane;
 
 pub const TOKEN: &str = "cp-canary-7f3a9c51e2";
 /// Bearer token of the `dora` principal (role `deploy`) over HTTP.
-const DORA: &str = "dora-test-token-0123456789";
+pub const DORA: &str = "dora-test-token-0123456789";
 /// The demo control plane's seeded `web` artifact, pinned in `data.ops.artifacts`.
 fn pinned_web_artifact() -> String {
     let data: Value = serde_json::from_str(
@@ -42,6 +42,16 @@ pub fn ops_setup(
     cp: &ControlPlane,
     environment: &str,
     token: Option<&str>,
+) -> (Setup, tempfile::TempDir) {
+    ops_setup_with(cp, environment, token, "")
+}
+
+/// [`ops_setup`] with more configuration appended (principals, `[state]`, …).
+pub fn ops_setup_with(
+    cp: &ControlPlane,
+    environment: &str,
+    token: Option<&str>,
+    more: &str,
 ) -> (Setup, tempfile::TempDir) {
     let secrets = tempfile::tempdir().unwrap();
     let token_file = secrets.path().join("cp.token");
@@ -61,6 +71,8 @@ control_plane = {{ url = "{url}", host = "{host}", port = {port}, scheme = "http
 [principals.dora]
 roles = ["deploy"]
 tokens = ["{dora}"]
+
+{more}
 "#,
         file = token_file.display(),
         url = cp.url,
@@ -210,7 +222,8 @@ async fn production_changes_require_approval_and_reads_do_not() {
         assert_eq!(result.is_error, Some(true), "{tool}");
         let t = text(&result);
         assert!(
-            t.contains("requires approval by 2 approver(s)"),
+            t.contains("approval pending")
+                && t.contains("waiting for 2 approvals from sre, 0 given"),
             "{tool}: {t}"
         );
     }

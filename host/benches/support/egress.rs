@@ -91,7 +91,8 @@ async fn governed(port: u16, n: usize, pool_max_idle: usize) -> (Vec<Duration>, 
         let args = RawArgs::Object(Some(map.clone()));
         let started = Instant::now();
         let plan = gateway
-            .plan(&principal, "http_fetch", args, Transport::Cli)
+            .plan(&principal, "http_fetch", args, Transport::Cli, None)
+            .await
             .unwrap_or_else(|e| panic!("http_fetch refused: {e}"));
         let planned = started.elapsed();
         let outcome = gateway.execute(&principal, plan, None).await;

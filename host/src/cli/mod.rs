@@ -1,4 +1,4 @@
-//! The command line: `serve`, `call`, `tools`, `run`, `policy test|eval`, `token`.
+//! The command line: `serve`, `call`, `tools`, `run`, `policy test|eval`, `approvals`, `token`.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -9,8 +9,10 @@ use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use serde_json::json;
 
+mod approvals;
 mod run;
 
+pub use approvals::{ApprovalsCommand, detail as approval_detail};
 pub use run::{RunArgs, parse_grant_dir};
 
 use crate::catalog::Catalog;
@@ -19,6 +21,7 @@ use crate::gate::{GateError, GateSettings, Gateway, RawArgs, Transport};
 use crate::mcp;
 use crate::policy::{Policy, source_for};
 use crate::runner::{EngineSettings, Runner};
+use crate::state::sqlite::SqliteStore;
 
 /// portcullis — a governed MCP gateway; every tool call runs in a fresh, capability-scoped
 /// WebAssembly instance.
@@ -70,6 +73,9 @@ pub enum Command {
         /// The principal to call as.
         #[arg(long = "as", value_name = "PRINCIPAL")]
         principal: Option<String>,
+        /// An idempotency key: a repeat with the same key returns the first outcome.
+        #[arg(long, value_name = "KEY")]
+        key: Option<String>,
     },
     /// List loaded components and their tools, with digests and annotations.
     Tools {
@@ -82,6 +88,9 @@ pub enum Command {
     /// Work with policies.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// See, approve and deny calls that wait for approval.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
     /// Make a new bearer token and print the configuration line that accepts it.
     Token {
         /// The principal the token is for.
@@ -168,11 +177,15 @@ fn policy_for(config: &Config, dir: Option<&Path>) -> Result<Policy> {
     )
 }
 
-/// Loads components and policies and joins them into a gateway.
-pub async fn build_gateway(config: &Config) -> Result<Gateway> {
+/// Loads components and policies, opens the state store, and joins them into a gateway.
+pub async fn build_gateway(config: &Config) -> Result<Arc<Gateway>> {
     let (runner, catalog) = load_tools(config).await?;
     let policy = policy_for(config, None)?;
-    Ok(Gateway::new(
+    let state = Arc::new(SqliteStore::open(
+        &config.data_dir,
+        config.state.durability,
+    )?);
+    Ok(Arc::new(Gateway::new(
         catalog,
         policy,
         runner,
@@ -181,8 +194,11 @@ pub async fn build_gateway(config: &Config) -> Result<Gateway> {
             default_limits: config.default_limits,
             ceilings: config.ceilings,
             args: config.args,
+            idempotency_retention_s: config.state.idempotency_retention.as_secs(),
         },
-    ))
+        state,
+        crate::state::Lease::take(&config.data_dir)?,
+    )?))
 }
 
 /// 32 random bytes from the OS, hex-encoded.
@@ -219,7 +235,7 @@ async fn serve(
     http: Option<Option<String>>,
     stdio_principal: Option<&str>,
 ) -> Result<ExitCode> {
-    let gateway = Arc::new(build_gateway(config).await?);
+    let gateway = build_gateway(config).await?;
     let tools: Vec<_> = gateway
         .catalog
         .tools()
@@ -291,6 +307,7 @@ async fn call(
     tool: &str,
     args: &str,
     principal: Option<&str>,
+    key: Option<&str>,
 ) -> Result<ExitCode> {
     let name = principal.unwrap_or(&config.stdio_principal);
     let principal = config
@@ -305,20 +322,31 @@ async fn call(
     };
     let gateway = build_gateway(config).await?;
     // The decision printed is the one that runs: plan once, then execute that plan.
-    let (decision, result) =
-        match gateway.plan(&principal, tool, RawArgs::Text(&text), Transport::Cli) {
-            Ok(plan) => {
-                let decision = json!({
-                    "allow": plan.decision.allow,
-                    "reasons": plan.decision.reasons,
-                    "grants": plan.decision.grants,
-                    "limits": plan.decision.limits,
-                    "plan_hash": plan.plan_hash,
-                });
-                (decision, gateway.execute(&principal, plan, None).await)
-            }
-            Err(e) => (json!({ "error": e.to_string() }), Err(e)),
-        };
+    let planned = gateway
+        .plan(
+            &principal,
+            tool,
+            RawArgs::Text(&text),
+            Transport::Cli,
+            key.map(str::to_string),
+        )
+        .await;
+    let (decision, result) = match planned {
+        Ok(plan) => {
+            let decision = json!({
+                "allow": plan.decision.allow,
+                "reasons": plan.decision.reasons,
+                "requires_approval": plan.decision.requires_approval,
+                "grants": plan.decision.grants,
+                "limits": plan.decision.limits,
+                "rate": plan.decision.rate,
+                "plan_hash": plan.plan_hash,
+                "policy_digest": plan.policy_digest,
+            });
+            (decision, gateway.execute(&principal, plan, None).await)
+        }
+        Err(e) => (json!({ "error": e.to_string() }), Err(e)),
+    };
     let ok = matches!(&result, Ok(o) if o.report.outcome.as_ref().is_ok_and(|out| !out.is_error));
     let outcome = match &result {
         Ok(o) => json!({
@@ -326,6 +354,11 @@ async fn call(
             "fuel_used": o.report.fuel_used,
             "elapsed_ms": o.report.elapsed.as_secs_f64() * 1000.0,
             "egress": o.report.egress,
+            "idempotency": o.idempotency.as_ref().map(|k| json!({"key": k.key, "replayed": k.replayed})),
+        }),
+        Err(GateError::PendingApproval(approval)) => json!({
+            "error": result.as_ref().err().map(|e| e.to_string()),
+            "approval": approval_detail(approval),
         }),
         Err(GateError::Run { report, .. }) => json!({
             "error": result.as_ref().err().map(|e| e.to_string()),
@@ -422,7 +455,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             tool,
             args,
             principal,
-        } => call(&config, tool, args, principal.as_deref()).await,
+            key,
+        } => call(&config, tool, args, principal.as_deref(), key.as_deref()).await,
         Command::Tools { json } => {
             let (_runner, catalog) = load_tools(&config).await?;
             if *json {
@@ -438,6 +472,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Run(args) => run::run_one(&config, args).await,
         Command::Policy(command) => policy_command(&config, command),
+        Command::Approvals(command) => approvals::run(&config, command).await,
         Command::Token { principal } => {
             let token = random_token()?;
             out(format!("token: {token}"));

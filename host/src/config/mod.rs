@@ -13,8 +13,10 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 mod capabilities;
+mod governance;
 
 pub use capabilities::{CapabilitiesConfig, SecretSpec};
+pub use governance::StateConfig;
 
 use crate::gate::ArgsCaps;
 use crate::grants::{Limits, parse_bytes, parse_duration};
@@ -29,6 +31,9 @@ struct File {
     cache_dir: Option<PathBuf>,
     policy_dir: Option<PathBuf>,
     workspace: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
+    #[serde(default)]
+    state: governance::StateFile,
     #[serde(default)]
     limits: LimitsFile,
     #[serde(default)]
@@ -137,6 +142,9 @@ pub struct Config {
     pub policy_dir: Option<PathBuf>,
     /// The directory the default policy grants to the workspace tools.
     pub workspace: PathBuf,
+    /// Where the state store lives (approvals, idempotency records, counters).
+    pub data_dir: PathBuf,
+    pub state: StateConfig,
     pub default_limits: Limits,
     pub ceilings: Limits,
     pub admission: Admission,
@@ -405,6 +413,8 @@ impl Config {
             workspace: at(file
                 .workspace
                 .unwrap_or_else(|| ".portcullis/workspace".into())),
+            data_dir: at(file.data_dir.unwrap_or_else(|| ".portcullis/data".into())),
+            state: governance::resolve(file.state)?,
             default_limits,
             ceilings,
             admission,

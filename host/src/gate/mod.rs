@@ -1,27 +1,35 @@
-//! The governed call: validate → hash → decide → gate → run.
+//! The governed call: validate → hash → decide → gate → idempotency → approval → rate → run.
 //!
 //! Every `tools/list` entry and every `tools/call` passes through here, whatever the transport.
 //! Policy sees the tool as the component describes it and the arguments as they were parsed
 //! once; the tool receives exactly those arguments, canonicalised, in an instance that holds
 //! exactly what the decision granted.
 
+mod approval;
 pub mod args;
+mod error;
+pub mod idempotency;
 mod output;
+mod rate;
+mod run;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Map, Value};
 
 use crate::catalog::{Catalog, ToolEntry};
 use crate::grants::Limits;
+use crate::policy::types::ApprovalSeen;
 use crate::policy::{
     Action, Decision, INPUT_VERSION, Policy, PolicyInput, Principal, RequestContext, ToolFacts,
 };
-use crate::runner::{Notify, RunReport, Runner};
+use crate::runner::{RunReport, Runner};
+use crate::state::{Store, Usage};
 
 pub use args::{ArgsCaps, ArgsError, Arguments};
+pub use error::GateError;
+pub use idempotency::MAX_KEY_BYTES;
 
 /// Gateway-wide settings for the pipeline.
 #[derive(Clone, Debug)]
@@ -33,41 +41,28 @@ pub struct GateSettings {
     /// The most any decision may grant.
     pub ceilings: Limits,
     pub args: ArgsCaps,
-}
-
-/// Why a call did not run (or ran and failed). Each case maps to one MCP answer.
-#[derive(Debug, thiserror::Error)]
-pub enum GateError {
-    /// No such tool, or one this principal may not see: the same answer for both.
-    #[error("unknown tool `{0}`")]
-    UnknownTool(String),
-    #[error("invalid arguments: {0}")]
-    Arguments(#[from] ArgsError),
-    #[error("the arguments do not match the tool's input schema: {}", .0.join("; "))]
-    Schema(Vec<String>),
-    #[error("denied by policy: {}", .reasons.join("; "))]
-    Denied {
-        reasons: Vec<String>,
-        plan_hash: String,
-    },
-    /// No room to run the call within the admission wait: retry shortly.
-    #[error(transparent)]
-    Busy(#[from] crate::runner::Busy),
-    /// The call ran and failed; `report.outcome` holds the error.
-    #[error("{}", run_error(report))]
-    Run {
-        plan_hash: String,
-        report: Box<RunReport>,
-    },
+    /// How long an idempotency key's outcome is kept, in seconds.
+    pub idempotency_retention_s: u64,
 }
 
 /// A call that ran to completion.
 #[derive(Debug)]
 pub struct CallOutcome {
     pub plan_hash: String,
+    /// The policy bundle that decided.
+    pub policy_digest: Arc<str>,
     pub decision: Decision,
     pub limits: Limits,
     pub report: RunReport,
+    /// The idempotency key, and whether this outcome is the stored one of an earlier run.
+    pub idempotency: Option<KeyUse>,
+}
+
+/// How a call used its idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyUse {
+    pub key: String,
+    pub replayed: bool,
 }
 
 /// How the caller reached the gateway.
@@ -96,37 +91,17 @@ pub enum RawArgs<'a> {
     Object(Option<Map<String, Value>>),
 }
 
-/// The catalog, the policy and the runner, joined by the pipeline.
+/// The catalog, the policy, the state store and the runner, joined by the pipeline.
 pub struct Gateway {
     pub catalog: Catalog,
     pub policy: Policy,
     pub runner: Runner,
     pub settings: GateSettings,
+    pub state: Arc<dyn Store>,
+    /// This process among the store's users, held for as long as it lives.
+    owner: Arc<crate::state::Lease>,
+    inflight: Arc<idempotency::InFlight>,
     requests: AtomicU64,
-}
-
-/// Current time as RFC 3339 (UTC, seconds).
-fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 /// Up to eight schema violations, each with where it is (values masked: they may be secret).
@@ -168,22 +143,33 @@ fn placeholder(name: &str) -> ToolFacts {
 }
 
 impl Gateway {
-    pub fn new(catalog: Catalog, policy: Policy, runner: Runner, settings: GateSettings) -> Self {
-        Self {
+    pub fn new(
+        catalog: Catalog,
+        policy: Policy,
+        runner: Runner,
+        settings: GateSettings,
+        state: Arc<dyn Store>,
+        owner: crate::state::Lease,
+    ) -> anyhow::Result<Self> {
+        Ok(Self {
             catalog,
             policy,
             runner,
             settings,
+            state,
+            owner: Arc::new(owner),
+            inflight: Arc::default(),
             requests: AtomicU64::new(0),
-        }
+        })
     }
 
-    fn context(&self, transport: Transport) -> RequestContext {
+    fn context(&self, transport: Transport, idempotency_key: Option<String>) -> RequestContext {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         RequestContext {
-            time: now_rfc3339(),
+            time: crate::time::now_rfc3339(),
             request_id: format!("{}-{n}", std::process::id()),
             transport: transport.name(),
+            idempotency_key,
         }
     }
 
@@ -197,6 +183,8 @@ impl Gateway {
             plan_hash: None,
             environment: &self.settings.environment,
             context,
+            usage: None,
+            approvals: None,
         };
         self.policy.decide(&input).allow
     }
@@ -207,7 +195,7 @@ impl Gateway {
         principal: &Principal,
         transport: Transport,
     ) -> Vec<Arc<ToolEntry>> {
-        let context = self.context(transport);
+        let context = self.context(transport, None);
         self.catalog
             .tools()
             .filter(|tool| self.may_list(principal, facts(tool), &context))
@@ -222,14 +210,19 @@ impl Gateway {
     /// exists. A tool that does not exist goes through the same steps (with a placeholder for
     /// the tool: no schema, no component) before it is reported unknown, so both refusals cost
     /// the same. An allowed call costs one policy evaluation; `list` is consulted on failure.
-    pub fn plan(
+    /// `idempotency_key` is the agent's, checked here and shown to policy.
+    pub async fn plan(
         &self,
         principal: &Principal,
         tool_name: &str,
         raw: RawArgs<'_>,
         transport: Transport,
+        idempotency_key: Option<String>,
     ) -> Result<Plan, GateError> {
-        let context = self.context(transport);
+        if let Some(key) = &idempotency_key {
+            idempotency::check_key(key)?;
+        }
+        let context = self.context(transport, idempotency_key);
         let found = self.catalog.get(tool_name);
         let tool_facts = found.map_or_else(|| placeholder(tool_name), |tool| facts(tool));
         let no_paths = Vec::new();
@@ -258,6 +251,19 @@ impl Gateway {
             &principal.id,
             &self.settings.environment,
         );
+        let usage = match found {
+            Some(_) if self.policy.reads_usage() => Some(
+                self.state
+                    .usage(
+                        principal.id.clone(),
+                        tool_name.to_string(),
+                        crate::state::now(),
+                    )
+                    .await
+                    .map_err(|e| GateError::State(format!("{e:#}")))?,
+            ),
+            _ => None,
+        };
         let input = PolicyInput {
             version: INPUT_VERSION,
             action: Action::Call,
@@ -267,8 +273,10 @@ impl Gateway {
             plan_hash: Some(&plan_hash),
             environment: &self.settings.environment,
             context: &context,
+            usage: usage.as_ref(),
+            approvals: None,
         };
-        let decision = self.policy.decide(&input);
+        let (decision, policy_digest) = self.policy.decide_in_bundle(&input);
         let tool = match found {
             Some(tool) if decision.allow => tool.clone(),
             _ => {
@@ -286,7 +294,40 @@ impl Gateway {
             arguments,
             plan_hash,
             decision,
+            policy_digest,
+            context,
+            usage,
         })
+    }
+
+    /// Decides `plan` again, with the approvals given for it in `input.approvals`.
+    fn redecide(
+        &self,
+        principal: &Principal,
+        plan: &mut Plan,
+        approvals: &[ApprovalSeen],
+    ) -> Result<(), GateError> {
+        let input = PolicyInput {
+            version: INPUT_VERSION,
+            action: Action::Call,
+            principal,
+            tool: facts(&plan.tool),
+            args: Some(&plan.arguments.value),
+            plan_hash: Some(&plan.plan_hash),
+            environment: &self.settings.environment,
+            context: &plan.context,
+            usage: plan.usage.as_ref(),
+            approvals: Some(approvals),
+        };
+        let (decision, digest) = self.policy.decide_in_bundle(&input);
+        if digest != plan.policy_digest {
+            // The policy was reloaded in between: the approval belongs to the old bundle.
+            return Err(GateError::State(
+                "the policy was reloaded while this call was being decided; repeat the call".into(),
+            ));
+        }
+        plan.decision = decision;
+        Ok(())
     }
 
     /// Applies the gate to a decision: what the runner cannot honour is a denial, never a
@@ -300,17 +341,13 @@ impl Gateway {
             return Err(reasons);
         }
         let mut refusals = Vec::new();
-        if let Some(approval) = &decision.requires_approval {
-            refusals.push(format!(
-                "the policy requires approval by {} approver(s) ({}), and approvals are not available in this version",
-                approval.approvers, approval.reason
-            ));
+        if let Some(approval) = &decision.requires_approval
+            && approval.approvers == 0
+        {
+            refusals.push("requires_approval.approvers must be at least 1".into());
         }
-        if !decision.rate.is_empty() {
-            refusals.push(
-                "the policy sets rate limits, and rate limits are not enforced in this version"
-                    .into(),
-            );
+        if let Err(problems) = rate::charges(&decision.rate) {
+            refusals.extend(problems);
         }
         refusals.extend(self.runner.capabilities().check(&decision.grants));
         let limits = decision
@@ -324,84 +361,6 @@ impl Gateway {
             _ => Err(refusals),
         }
     }
-
-    /// One governed call: [`Self::plan`], then [`Self::execute`]. Progress and log notices of
-    /// the tool go to `notify`, if given.
-    pub async fn call(
-        &self,
-        principal: &Principal,
-        tool_name: &str,
-        raw: RawArgs<'_>,
-        transport: Transport,
-        notify: Option<Notify>,
-    ) -> Result<CallOutcome, GateError> {
-        let plan = self.plan(principal, tool_name, raw, transport)?;
-        self.execute(principal, plan, notify).await
-    }
-
-    /// Gates and runs a plan: exactly what was decided runs, or nothing does.
-    pub async fn execute(
-        &self,
-        principal: &Principal,
-        plan: Plan,
-        notify: Option<Notify>,
-    ) -> Result<CallOutcome, GateError> {
-        let tool_name = plan.tool.descriptor.name.as_str();
-        let limits = match self.gate(&plan.decision) {
-            Ok(limits) => limits,
-            Err(reasons) => {
-                // Reasons can quote arguments: they go to the agent (and the audit trail), not the log.
-                tracing::info!(tool = tool_name, principal = %principal.id, plan = %plan.plan_hash, reasons = reasons.len(), "denied");
-                return Err(GateError::Denied {
-                    reasons,
-                    plan_hash: plan.plan_hash,
-                });
-            }
-        };
-        let ticket = self.runner.admit(&principal.id, &limits).await?;
-        let mut report = self
-            .runner
-            .call_admitted(
-                ticket,
-                &plan.tool.component.prepared,
-                &plan.tool.descriptor.name,
-                &plan.arguments.canonical,
-                &plan.decision.grants,
-                &limits,
-                notify,
-            )
-            .await;
-        output::enforce_schema(&plan.tool, &mut report);
-        tracing::info!(
-            tool = tool_name,
-            principal = %principal.id,
-            plan = %plan.plan_hash,
-            fuel = report.fuel_used,
-            elapsed_us = report.elapsed.as_micros() as u64,
-            ok = report.outcome.is_ok(),
-            egress = report.egress.len(),
-            "call"
-        );
-        if report.outcome.is_err() {
-            return Err(GateError::Run {
-                plan_hash: plan.plan_hash,
-                report: Box::new(report),
-            });
-        }
-        Ok(CallOutcome {
-            plan_hash: plan.plan_hash,
-            decision: plan.decision,
-            limits,
-            report,
-        })
-    }
-}
-
-fn run_error(report: &RunReport) -> String {
-    match &report.outcome {
-        Err(error) => error.to_string(),
-        Ok(_) => "the call failed".to_string(),
-    }
 }
 
 /// A validated, decided call that has not run.
@@ -410,17 +369,8 @@ pub struct Plan {
     pub arguments: Arguments,
     pub plan_hash: String,
     pub decision: Decision,
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_is_well_formed() {
-        let t = super::now_rfc3339();
-        assert_eq!(t.len(), 20, "{t}");
-        assert!(
-            t.starts_with("20") && t.ends_with('Z') && t.as_bytes()[10] == b'T',
-            "{t}"
-        );
-    }
+    /// The policy bundle that decided: approvals are bound to it.
+    pub policy_digest: Arc<str>,
+    pub context: RequestContext,
+    pub usage: Option<Usage>,
 }

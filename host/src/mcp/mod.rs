@@ -28,7 +28,7 @@ use rmcp::{RoleServer, ServerHandler};
 use serde_json::{Map, Value, json};
 
 use crate::catalog::ToolEntry;
-use crate::gate::{CallOutcome, GateError, Gateway, RawArgs, Transport};
+use crate::gate::{CallOutcome, GateError, Gateway, KeyUse, RawArgs, Transport};
 use crate::grants::show_bytes;
 use crate::policy::Principal;
 use crate::runner::{ContentItem, RunReport};
@@ -135,6 +135,9 @@ fn content(item: &ContentItem) -> ContentBlock {
     }
 }
 
+/// Where an agent puts its idempotency key: `params._meta["portcullis/idempotency_key"]`.
+pub const IDEMPOTENCY_KEY_META: &str = "portcullis/idempotency_key";
+
 fn meta(plan_hash: Option<&str>, report: Option<&RunReport>) -> Option<MetaObject> {
     let mut map = Map::new();
     if let Some(hash) = plan_hash {
@@ -194,15 +197,61 @@ pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, 
                     show_bytes(MAX_MESSAGE_BYTES as u64)
                 ))]);
             }
-            Ok(result.with_meta(meta(Some(&outcome.plan_hash), Some(&outcome.report))))
+            let mut meta =
+                meta(Some(&outcome.plan_hash), Some(&outcome.report)).unwrap_or_default();
+            meta.insert(
+                "portcullis/policy_digest".into(),
+                json!(outcome.policy_digest),
+            );
+            if let Some(KeyUse { key, replayed }) = &outcome.idempotency {
+                meta.insert(
+                    "portcullis/idempotency".into(),
+                    json!({ "key": key, "replayed": replayed }),
+                );
+            }
+            Ok(result.with_meta(Some(meta)))
         }
         Err(GateError::UnknownTool(name)) => Err(ErrorData::invalid_params(
             format!("unknown tool `{name}`"),
             None,
         )),
-        Err(error @ (GateError::Arguments(_) | GateError::Schema(_))) => Ok(CallToolResult::error(
+        Err(
+            error @ (GateError::Arguments(_)
+            | GateError::Schema(_)
+            | GateError::BadKey(_)
+            | GateError::State(_)),
+        ) => Ok(CallToolResult::error(vec![ContentBlock::text(
+            error.to_string(),
+        )])),
+        Err(ref error @ (GateError::PendingApproval(ref a) | GateError::ApprovalDenied(ref a))) => {
+            let mut meta = meta(Some(&a.plan_hash), None).unwrap_or_default();
+            meta.insert("portcullis/approval".into(), approval_meta(a));
+            Ok(
+                CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+                    .with_meta(Some(meta)),
+            )
+        }
+        Err(ref error @ GateError::KeyConflict { .. })
+        | Err(ref error @ GateError::InDoubt { .. }) => {
+            Ok(CallToolResult::error(vec![ContentBlock::text(
+                error.to_string(),
+            )]))
+        }
+        Err(ref error @ GateError::RateLimited { ref limit, .. }) => {
+            let mut meta = Map::new();
+            meta.insert(
+                "portcullis/rate_limit".into(),
+                json!({ "key": limit.key, "max": limit.max, "window_s": limit.window_s, "used": limit.used, "resets_at": crate::time::rfc3339(limit.resets_at) }),
+            );
+            Ok(
+                CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+                    .with_meta(Some(MetaObject(meta))),
+            )
+        }
+        Err(ref error @ GateError::Replayed { ref plan_hash, .. }) => Ok(CallToolResult::error(
             vec![ContentBlock::text(error.to_string())],
-        )),
+        )
+        .with_meta(meta(Some(plan_hash), None))),
         Err(ref error @ GateError::Denied { ref plan_hash, .. }) => Ok(CallToolResult::error(
             vec![ContentBlock::text(error.to_string())],
         )
@@ -227,6 +276,31 @@ pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, 
             CallToolResult::error(vec![ContentBlock::text(error.to_string())])
                 .with_meta(meta(Some(plan_hash), Some(report))),
         ),
+    }
+}
+
+/// An approval as the agent sees it: what it waits for and what to do.
+fn approval_meta(a: &crate::state::Approval) -> Value {
+    json!({
+        "id": a.id,
+        "status": a.status,
+        "state": crate::approvals::status_message(a),
+        "reason": a.requirement.reason,
+        "approvers": a.requirement.approvers,
+        "roles": a.requirement.roles,
+        "given": crate::approvals::counted(&a.requirement, &a.principal, &a.votes).len(),
+        "expires_at": crate::time::rfc3339(a.expires_at),
+        "policy_digest": a.policy_digest,
+        "next": "repeat this identical call after approval; it runs once",
+    })
+}
+
+/// The agent's idempotency key, if it sent one; not a string is an error.
+fn idempotency_key(context: &RequestContext<RoleServer>) -> Result<Option<String>, String> {
+    match context.meta.get(IDEMPOTENCY_KEY_META) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(key)) => Ok(Some(key.clone())),
+        Some(_) => Err(format!("`_meta.{IDEMPOTENCY_KEY_META}` must be a string")),
     }
 }
 
@@ -272,6 +346,12 @@ impl ServerHandler for Handler {
             context.meta.get_progress_token(),
             level,
         );
+        let key = match idempotency_key(&context) {
+            Ok(key) => key,
+            Err(message) => {
+                return to_mcp(Err(GateError::BadKey(message))).map(CallToolResponse::from);
+            }
+        };
         let result = self
             .gateway
             .call(
@@ -279,6 +359,7 @@ impl ServerHandler for Handler {
                 &request.name,
                 RawArgs::Object(request.arguments),
                 self.transport,
+                key,
                 delivery.as_ref().map(|d| d.notify.clone()),
             )
             .await;

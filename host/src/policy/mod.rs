@@ -81,6 +81,26 @@ struct Prepared {
     pool: Mutex<Vec<regorus::Engine>>,
     /// `(file name, source)` of each module, for the test runner.
     modules: Vec<(String, String)>,
+    /// `sha256:` over every file (name and bytes) and the gateway's data: the bundle's identity.
+    digest: Arc<str>,
+    /// Whether any module reads `input.usage` (only then is usage looked up per call).
+    reads_usage: bool,
+}
+
+/// The bundle digest: every file's name and bytes, in name order, and the gateway data.
+fn bundle_digest(files: &[(String, String)], gateway_data: &serde_json::Value) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sorted: Vec<&(String, String)> = files.iter().collect();
+    sorted.sort();
+    let mut hash = Sha256::new();
+    for (name, text) in sorted {
+        for part in [name.as_bytes(), text.as_bytes()] {
+            hash.update((part.len() as u64).to_be_bytes());
+            hash.update(part);
+        }
+    }
+    hash.update(gateway_data.to_string().as_bytes());
+    format!("sha256:{}", hex::encode(hash.finalize()))
 }
 
 /// The policy engine shared by all requests.
@@ -132,10 +152,13 @@ fn prepare(
         .clone()
         .compile_with_entrypoint(&entry)
         .map_err(|e| anyhow!("compiling `{DECISION_RULE}` (is it defined?): {e}"))?;
+    let reads_usage = modules.iter().any(|(_, text)| text.contains("input.usage"));
     Ok(Prepared {
         engine,
         pool: Mutex::new(Vec::new()),
         modules,
+        digest: bundle_digest(&files, gateway_data).into(),
+        reads_usage,
     })
 }
 
@@ -175,6 +198,17 @@ impl Policy {
         &self.source
     }
 
+    /// The digest of the policy bundle in force (it changes with any file or the gateway data).
+    pub fn digest(&self) -> Arc<str> {
+        self.prepared()
+            .map_or_else(|_| "sha256:unavailable".into(), |p| p.digest.clone())
+    }
+
+    /// Whether the policy in force reads `input.usage`.
+    pub fn reads_usage(&self) -> bool {
+        self.prepared().is_ok_and(|p| p.reads_usage)
+    }
+
     /// The bounds every evaluation runs under.
     pub fn limits(&self) -> EvalLimits {
         self.limits
@@ -191,35 +225,52 @@ impl Policy {
     /// that the policy failed, with a reference; the details, under the same reference, go to
     /// the operator's log (they can quote policy internals and argument values).
     pub fn decide(&self, input: &PolicyInput<'_>) -> Decision {
-        match self.evaluate(input) {
+        self.decide_in_bundle(input).0
+    }
+
+    /// [`Self::decide`], with the digest of the bundle that decided (a reload may land between
+    /// two calls; this pair is always consistent).
+    pub fn decide_in_bundle(&self, input: &PolicyInput<'_>) -> (Decision, Arc<str>) {
+        let prepared = match self.prepared() {
+            Ok(prepared) => prepared,
+            Err(e) => return (self.failed(input, &e), "sha256:unavailable".into()),
+        };
+        let decision = match self.evaluate_in(&prepared, input) {
             Ok(decision) => decision,
-            Err(e) => {
-                let detail = redact_strings(format!("{e:#}"), input.args);
-                let n = self.errors.fetch_add(1, Ordering::Relaxed);
-                let reference = format!("pe-{}-{n}", std::process::id());
-                tracing::error!(
-                    reference = %reference,
-                    // Debug-escaped: for a tool that does not exist the name is the client's.
-                    tool = ?input.tool.name,
-                    principal = %input.principal.id,
-                    action = ?input.action,
-                    "policy error, denying: {detail}"
-                );
-                Decision::deny(format!(
-                    "policy error (ref {reference}); the operator can look up the details"
-                ))
-            }
-        }
+            Err(e) => self.failed(input, &e),
+        };
+        (decision, prepared.digest.clone())
+    }
+
+    fn failed(&self, input: &PolicyInput<'_>, e: &anyhow::Error) -> Decision {
+        let detail = redact_strings(format!("{e:#}"), input.args);
+        let n = self.errors.fetch_add(1, Ordering::Relaxed);
+        let reference = format!("pe-{}-{n}", std::process::id());
+        tracing::error!(
+            reference = %reference,
+            // Debug-escaped: for a tool that does not exist the name is the client's.
+            tool = ?input.tool.name,
+            principal = %input.principal.id,
+            action = ?input.action,
+            "policy error, denying: {detail}"
+        );
+        Decision::deny(format!(
+            "policy error (ref {reference}); the operator can look up the details"
+        ))
     }
 
     /// The decision for `input`, or why there is none.
     pub fn evaluate(&self, input: &PolicyInput<'_>) -> Result<Decision> {
+        self.evaluate_in(&*self.prepared()?, input)
+    }
+
+    fn evaluate_in(&self, prepared: &Prepared, input: &PolicyInput<'_>) -> Result<Decision> {
         // Through a JSON value, not JSON text: a few µs less per decision than printing and
         // re-parsing the document.
         let document = serde_json::to_value(input).context("serialising the input")?;
         let input = <regorus::Value as serde::Deserialize>::deserialize(document)
             .map_err(|e| anyhow!("input: {e}"))?;
-        self.evaluate_value(input)
+        evaluate_prepared(prepared, input)
     }
 
     /// The decision for an input document given as JSON (e.g. `portcullis policy eval`), on
@@ -230,22 +281,7 @@ impl Policy {
     }
 
     fn evaluate_value(&self, input: regorus::Value) -> Result<Decision> {
-        let prepared = self.prepared()?;
-        let pooled = prepared.pool.lock().ok().and_then(|mut pool| pool.pop());
-        let mut engine = pooled.unwrap_or_else(|| prepared.engine.clone());
-        engine.set_input(input);
-        let result = catch_unwind(AssertUnwindSafe(|| {
-            engine.eval_rule(DECISION_RULE.to_string())
-        }))
-        .map_err(|_| anyhow!("the policy engine panicked"))?
-        .map_err(|e| anyhow!("{e}"));
-        // Only an engine that finished cleanly goes back to the pool.
-        if result.is_ok()
-            && let Ok(mut pool) = prepared.pool.lock()
-        {
-            pool.push(engine);
-        }
-        decision::parse(&result?)
+        evaluate_prepared(&*self.prepared()?, input)
     }
 
     /// Runs every `test_*` rule of every module, on the engine that serves.
@@ -253,6 +289,24 @@ impl Policy {
         let prepared = self.prepared()?;
         Ok(rego_tests::run(&prepared.engine, &prepared.modules))
     }
+}
+
+fn evaluate_prepared(prepared: &Prepared, input: regorus::Value) -> Result<Decision> {
+    let pooled = prepared.pool.lock().ok().and_then(|mut pool| pool.pop());
+    let mut engine = pooled.unwrap_or_else(|| prepared.engine.clone());
+    engine.set_input(input);
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        engine.eval_rule(DECISION_RULE.to_string())
+    }))
+    .map_err(|_| anyhow!("the policy engine panicked"))?
+    .map_err(|e| anyhow!("{e}"));
+    // Only an engine that finished cleanly goes back to the pool.
+    if result.is_ok()
+        && let Ok(mut pool) = prepared.pool.lock()
+    {
+        pool.push(engine);
+    }
+    decision::parse(&result?)
 }
 
 /// `text` with every string of `args` (3 characters or more) replaced: a policy error can quote

@@ -33,6 +33,7 @@ fn context() -> RequestContext {
         time: "2026-11-22T00:00:00Z".into(),
         request_id: "r1".into(),
         transport: "cli",
+        idempotency_key: None,
     }
 }
 
@@ -80,6 +81,8 @@ fn call_input(args: &serde_json::Value) -> String {
         plan_hash: None,
         environment: "dev",
         context: &ctx,
+        usage: None,
+        approvals: None,
     })
     .unwrap()
 }
@@ -199,6 +202,8 @@ fn the_agent_sees_a_reference_not_the_policy_internals() {
         plan_hash: None,
         environment: "dev",
         context: &ctx,
+        usage: None,
+        approvals: None,
     });
     assert!(!decision.allow);
     let reason = decision.reasons.join(" ");
@@ -343,6 +348,8 @@ fn a_broken_reload_keeps_the_last_good_policy() {
         plan_hash: None,
         environment: "dev",
         context: &ctx,
+        usage: None,
+        approvals: None,
     };
     assert!(
         policy.decide(&input).allow,
@@ -383,6 +390,8 @@ fn the_served_input_and_its_json_text_decide_alike() {
                         plan_hash: Some("sha256:00"),
                         environment: env,
                         context: &ctx,
+                        usage: None,
+                        approvals: None,
                     };
                     let text = serde_json::to_string(&input).unwrap();
                     for policy in [&policy, &echo] {

@@ -53,6 +53,9 @@ pub struct RequestContext {
     pub request_id: String,
     /// `stdio`, `http` or `cli`.
     pub transport: &'static str,
+    /// The key the agent sent with the call, if any (`_meta["portcullis/idempotency_key"]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub idempotency_key: Option<String>,
 }
 
 /// The `input` document.
@@ -70,6 +73,12 @@ pub struct PolicyInput<'a> {
     pub plan_hash: Option<&'a str>,
     pub environment: &'a str,
     pub context: &'a RequestContext,
+    /// Calls and fuel of the principal over recent windows (calls, when the policy reads it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<&'a crate::state::Usage>,
+    /// Approvals already given for this plan (calls that require approval).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approvals: Option<&'a [ApprovalSeen]>,
 }
 
 /// A call that needs human approval first.
@@ -86,6 +95,9 @@ pub struct ApprovalRequirement {
     /// How long the approval may take, in seconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ttl_s: Option<u64>,
+    /// Whether the requester may count as one of the approvers.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_self: bool,
 }
 
 fn one() -> u32 {
@@ -134,13 +146,37 @@ impl LimitsSpec {
     }
 }
 
-/// A budget policy wants enforced.
+/// A rate limit or budget policy wants enforced: at most `max` units of `cost` per fixed
+/// window of `window_s` seconds, counted under `key` (policy composes it, e.g. from the
+/// principal and the tool).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateRule {
     pub key: String,
     pub max: u64,
     pub window_s: u64,
+    #[serde(default)]
+    pub cost: RateCost,
+}
+
+/// What a rate rule counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateCost {
+    /// One per call that runs, charged before it runs.
+    #[default]
+    Calls,
+    /// The fuel a call used, charged after it ran; a call starts only while budget is left.
+    Fuel,
+}
+
+/// An approval already given for this plan, as policy sees it (`input.approvals`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ApprovalSeen {
+    pub approver: String,
+    pub roles: Vec<String>,
+    /// RFC 3339, UTC.
+    pub at: String,
 }
 
 /// The `data.portcullis.decision` document. Unknown fields are an error (a typo such as

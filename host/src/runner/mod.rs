@@ -129,10 +129,19 @@ pub struct RunReport {
 
 impl RunReport {
     fn failed(error: RunError, started: Instant) -> Self {
+        Self::empty(Err(error), 0, started.elapsed())
+    }
+
+    /// The report of an earlier run's output, replayed (nothing ran now).
+    pub fn replayed(output: CallOutput, fuel_used: u64, elapsed: Duration) -> Self {
+        Self::empty(Ok(output), fuel_used, elapsed)
+    }
+
+    fn empty(outcome: Result<CallOutput, RunError>, fuel_used: u64, elapsed: Duration) -> Self {
         Self {
-            outcome: Err(error),
-            fuel_used: 0,
-            elapsed: started.elapsed(),
+            outcome,
+            fuel_used,
+            elapsed,
             stdout: Vec::new(),
             stderr: Vec::new(),
             logs: Vec::new(),

@@ -1,13 +1,13 @@
 //! Converting what a guest returned into host values, under the output cap.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::bindings::portcullis::tool::types::{CallResult, Content, ToolError};
 use super::{LimitExceeded, RunError, ToolFailureKind};
 
 /// One content item of a result, in MCP's vocabulary.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ContentItem {
     Text {
@@ -30,7 +30,7 @@ pub enum ContentItem {
 }
 
 /// A completed call's result.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CallOutput {
     pub content: Vec<ContentItem>,
     /// Structured output; always a JSON object when present.

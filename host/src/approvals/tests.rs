@@ -1,0 +1,179 @@
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::*;
+use crate::state::sqlite::SqliteStore;
+
+fn principal(id: &str, roles: &[&str]) -> Principal {
+    Principal {
+        id: id.into(),
+        roles: roles.iter().map(|r| r.to_string()).collect(),
+        claims: Default::default(),
+        authenticated_by: "cli",
+    }
+}
+
+fn pending(id: &str, approvers: u32, ttl: u64) -> Approval {
+    let at = now();
+    Approval {
+        id: id.into(),
+        plan_hash: "sha256:plan".into(),
+        policy_digest: "sha256:policy".into(),
+        tool: "restart_service".into(),
+        component: "ops".into(),
+        component_digest: "sha256:c".into(),
+        principal: "agent".into(),
+        environment: "prod".into(),
+        args: json!({"name": "web"}),
+        annotations: json!({"destructive": true}),
+        requirement: ApprovalRequirement {
+            approvers,
+            reason: "prod change".into(),
+            roles: vec!["sre".into()],
+            ttl_s: Some(ttl),
+            allow_self: false,
+        },
+        reasons: vec![],
+        grants: json!({}),
+        status: ApprovalStatus::Pending,
+        created_at: at,
+        expires_at: at + ttl,
+        votes: vec![],
+    }
+}
+
+async fn store_with(approval: Approval) -> Arc<dyn Store> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    store.create_approval(approval).await.unwrap();
+    store
+}
+
+#[tokio::test]
+async fn two_distinct_approvers_with_the_role_approve() {
+    let store = store_with(pending("ap_1", 2, 60)).await;
+    let alice = principal("alice", &["sre"]);
+    let a = vote(&store, "ap_1", &alice, true, None, "test".into())
+        .await
+        .unwrap();
+    assert_eq!(a.status, ApprovalStatus::Pending);
+    assert_eq!(
+        status_message(&a),
+        "waiting for 2 approvals from sre, 1 given"
+    );
+    // The same approver twice does not count twice.
+    let again = vote(&store, "ap_1", &alice, true, None, "test".into()).await;
+    assert!(
+        matches!(again, Err(VoteError::AlreadyVoted(_))),
+        "{again:?}"
+    );
+    let a = vote(
+        &store,
+        "ap_1",
+        &principal("bob", &["sre"]),
+        true,
+        None,
+        "t".into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, ApprovalStatus::Approved);
+    assert!(satisfied(&a.requirement, &a.principal, &a.votes));
+    // Approved: no more votes.
+    let late = vote(
+        &store,
+        "ap_1",
+        &principal("carol", &["sre"]),
+        true,
+        None,
+        "t".into(),
+    )
+    .await;
+    assert!(
+        matches!(late, Err(VoteError::NotPending { .. })),
+        "{late:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_requester_and_approvers_without_the_role_are_refused() {
+    let store = store_with(pending("ap_2", 1, 60)).await;
+    let own = vote(
+        &store,
+        "ap_2",
+        &principal("agent", &["sre"]),
+        true,
+        None,
+        "t".into(),
+    )
+    .await;
+    assert!(matches!(own, Err(VoteError::OwnCall(_))), "{own:?}");
+    let role = vote(
+        &store,
+        "ap_2",
+        &principal("dev", &["writer"]),
+        true,
+        None,
+        "t".into(),
+    )
+    .await;
+    assert!(
+        matches!(role, Err(VoteError::MissingRole { .. })),
+        "{role:?}"
+    );
+    let a = store.approval("ap_2".into()).await.unwrap().unwrap();
+    assert!(a.votes.is_empty());
+    assert_eq!(a.status, ApprovalStatus::Pending);
+}
+
+#[tokio::test]
+async fn one_denial_denies_and_expiry_ends_voting() {
+    let store = store_with(pending("ap_3", 2, 60)).await;
+    let a = vote(
+        &store,
+        "ap_3",
+        &principal("alice", &["sre"]),
+        false,
+        Some("not now".into()),
+        "t".into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, ApprovalStatus::Denied);
+    assert_eq!(status_message(&a), "denied by alice: not now");
+
+    let mut old = pending("ap_4", 1, 60);
+    old.expires_at = now() - 1;
+    let store = store_with(old).await;
+    let e = vote(
+        &store,
+        "ap_4",
+        &principal("alice", &["sre"]),
+        true,
+        None,
+        "t".into(),
+    )
+    .await;
+    assert!(matches!(e, Err(VoteError::Expired(_))), "{e:?}");
+}
+
+#[tokio::test]
+async fn self_approval_counts_only_when_the_requirement_allows_it() {
+    let mut a = pending("ap_5", 1, 60);
+    a.requirement.allow_self = true;
+    let store = store_with(a).await;
+    let a = vote(
+        &store,
+        "ap_5",
+        &principal("agent", &["sre"]),
+        true,
+        None,
+        "t".into(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(a.status, ApprovalStatus::Approved);
+    let mut strict = a.requirement.clone();
+    strict.allow_self = false;
+    assert!(!satisfied(&strict, &a.principal, &a.votes));
+}

@@ -1,0 +1,158 @@
+//! The approval stage: a decision that `requires_approval` runs only with the approvals it
+//! asks for, given for exactly this plan under exactly this policy bundle.
+//!
+//! The first such call records a pending approval and is answered "pending". Approvers vote
+//! through the CLI or the admin API ([`crate::approvals`]). Once votes exist, the policy decides
+//! again with them in `input.approvals` (so it can ask for more, or for other roles), and the
+//! identical call runs when the requirement it returns is met, consuming the approval: one
+//! approval, one run.
+
+use serde_json::json;
+
+use crate::approvals::satisfied;
+use crate::policy::Principal;
+use crate::policy::types::{ApprovalRequirement, ApprovalSeen};
+use crate::state::{Approval, ApprovalStatus, Secs, now};
+
+use super::{GateError, Gateway, Plan};
+
+/// A requirement's lifetime when it names none: one hour.
+pub const DEFAULT_TTL_S: u64 = 3600;
+/// The longest lifetime a requirement may ask for: seven days.
+pub const MAX_TTL_S: u64 = 7 * 24 * 3600;
+
+/// What the approval stage lets through: the approval to consume, if the run uses one.
+pub struct Admitted {
+    pub consume: Option<String>,
+}
+
+fn live(approval: &Approval, at: Secs) -> bool {
+    matches!(
+        approval.status,
+        ApprovalStatus::Pending | ApprovalStatus::Approved
+    ) && !approval.expired(at)
+}
+
+/// The approvals given, as policy sees them.
+pub fn seen(approval: &Approval) -> Vec<ApprovalSeen> {
+    approval
+        .votes
+        .iter()
+        .filter(|v| v.approve)
+        .map(|v| ApprovalSeen {
+            approver: v.approver.clone(),
+            roles: v.roles.clone(),
+            at: crate::time::rfc3339(v.at),
+        })
+        .collect()
+}
+
+fn new_id() -> Result<String, GateError> {
+    crate::time::random_hex(12)
+        .map(|hex| format!("ap_{hex}"))
+        .map_err(|e| GateError::State(format!("{e:#}")))
+}
+
+impl Gateway {
+    /// Lets `plan` through, or answers pending / denied. May replace `plan.decision` with the
+    /// decision made with the approvals given.
+    pub(super) async fn admit_approval(
+        &self,
+        principal: &Principal,
+        plan: &mut Plan,
+    ) -> Result<Admitted, GateError> {
+        let Some(requirement) = plan.decision.requires_approval.clone() else {
+            return Ok(Admitted { consume: None });
+        };
+        let at = now();
+        let store = &self.state;
+        let existing = store
+            .approval_for(plan.plan_hash.clone(), plan.policy_digest.to_string())
+            .await
+            .map_err(|e| GateError::State(format!("{e:#}")))?;
+        match existing {
+            Some(approval) if live(&approval, at) => {
+                if approval.votes.iter().any(|v| v.approve) {
+                    let given = seen(&approval);
+                    self.redecide(principal, plan, &given)?;
+                    let still = plan.decision.requires_approval.clone();
+                    let met = match &still {
+                        None => plan.decision.allow,
+                        Some(now_required) => {
+                            satisfied(now_required, &principal.id, &approval.votes)
+                        }
+                    };
+                    if met {
+                        return Ok(Admitted {
+                            consume: Some(approval.id),
+                        });
+                    }
+                }
+                Err(GateError::PendingApproval(Box::new(approval)))
+            }
+            Some(approval)
+                if approval.status == ApprovalStatus::Denied && !approval.expired(at) =>
+            {
+                Err(GateError::ApprovalDenied(Box::new(approval)))
+            }
+            _ => {
+                let approval = self.new_approval(principal, plan, requirement, at)?;
+                store
+                    .create_approval(approval.clone())
+                    .await
+                    .map_err(|e| GateError::State(format!("{e:#}")))?;
+                tracing::info!(approval = %approval.id, tool = %approval.tool, principal = %principal.id, "approval requested");
+                Err(GateError::PendingApproval(Box::new(approval)))
+            }
+        }
+    }
+
+    fn new_approval(
+        &self,
+        principal: &Principal,
+        plan: &Plan,
+        requirement: ApprovalRequirement,
+        at: Secs,
+    ) -> Result<Approval, GateError> {
+        let ttl = requirement
+            .ttl_s
+            .unwrap_or(DEFAULT_TTL_S)
+            .clamp(1, MAX_TTL_S);
+        Ok(Approval {
+            id: new_id()?,
+            plan_hash: plan.plan_hash.clone(),
+            policy_digest: plan.policy_digest.to_string(),
+            tool: plan.tool.descriptor.name.clone(),
+            component: plan.tool.component.name.clone(),
+            component_digest: plan.tool.component.digest.clone(),
+            principal: principal.id.clone(),
+            environment: self.settings.environment.clone(),
+            args: plan.arguments.value.clone(),
+            annotations: json!(plan.tool.descriptor.annotations),
+            requirement,
+            reasons: plan.decision.reasons.clone(),
+            grants: json!(plan.decision.grants),
+            status: ApprovalStatus::Pending,
+            created_at: at,
+            expires_at: at.saturating_add(ttl),
+            votes: Vec::new(),
+        })
+    }
+
+    /// Uses up the approval for this run: exactly one run per approval.
+    pub(super) async fn consume_approval(&self, id: &str) -> Result<(), GateError> {
+        for from in [ApprovalStatus::Approved, ApprovalStatus::Pending] {
+            let moved = self
+                .state
+                .transition(id.to_string(), from, ApprovalStatus::Consumed)
+                .await
+                .map_err(|e| GateError::State(format!("{e:#}")))?;
+            if moved {
+                return Ok(());
+            }
+        }
+        Err(GateError::State(format!(
+            "approval {id} was used by another call at the same moment; repeat the call to request a new approval"
+        )))
+    }
+}

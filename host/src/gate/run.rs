@@ -1,0 +1,241 @@
+//! The stages after the decision: gate → idempotency → approval → rate → run → record.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::grants::Limits;
+use crate::policy::Principal;
+use crate::runner::{CallOutput, Notify, RunReport};
+use crate::state::{StoredOutcome, now};
+
+use super::idempotency::{KeyGuard, Started};
+use super::{CallOutcome, GateError, Gateway, KeyUse, Plan, RawArgs, Transport, output, rate};
+
+fn state_error(e: anyhow::Error) -> GateError {
+    GateError::State(format!("{e:#}"))
+}
+
+impl Gateway {
+    /// One governed call: [`Self::plan`], then [`Self::execute`]. Progress and log notices of
+    /// the tool go to `notify`, if given.
+    pub async fn call(
+        self: &Arc<Self>,
+        principal: &Principal,
+        tool_name: &str,
+        raw: RawArgs<'_>,
+        transport: Transport,
+        idempotency_key: Option<String>,
+        notify: Option<Notify>,
+    ) -> Result<CallOutcome, GateError> {
+        let plan = self
+            .plan(principal, tool_name, raw, transport, idempotency_key)
+            .await?;
+        self.execute(principal, plan, notify).await
+    }
+
+    /// Gates and runs a plan: exactly what was decided runs, or nothing does. With an
+    /// idempotency key the run goes on to its recorded outcome even if the caller goes away.
+    pub async fn execute(
+        self: &Arc<Self>,
+        principal: &Principal,
+        plan: Plan,
+        notify: Option<Notify>,
+    ) -> Result<CallOutcome, GateError> {
+        let limits = self.gate_or_deny(principal, &plan)?;
+        let Some(key) = plan.context.idempotency_key.clone() else {
+            return self
+                .run_governed(principal, plan, limits, None, notify)
+                .await;
+        };
+        let started = self
+            .inflight
+            .begin(
+                &self.state,
+                &self.owner,
+                self.settings.ceilings.timeout + Duration::from_secs(30),
+                &principal.id,
+                &key,
+                &plan.plan_hash,
+                self.settings.idempotency_retention_s,
+            )
+            .await?;
+        match started {
+            Started::Replay(stored) => replay(plan, limits, key, &stored),
+            Started::Owner(guard) => {
+                let gateway = self.clone();
+                let principal = principal.clone();
+                tokio::spawn(async move {
+                    gateway
+                        .run_governed(&principal, plan, limits, Some(guard), notify)
+                        .await
+                })
+                .await
+                .map_err(|e| GateError::State(format!("the call's task failed: {e}")))?
+            }
+        }
+    }
+
+    fn gate_or_deny(&self, principal: &Principal, plan: &Plan) -> Result<Limits, GateError> {
+        self.gate(&plan.decision).map_err(|reasons| {
+            // Reasons can quote arguments: they go to the agent (and the audit trail), not the log.
+            tracing::info!(tool = plan.tool.descriptor.name.as_str(), principal = %principal.id, plan = %plan.plan_hash, reasons = reasons.len(), "denied");
+            GateError::Denied {
+                reasons,
+                plan_hash: plan.plan_hash.clone(),
+            }
+        })
+    }
+
+    async fn run_governed(
+        &self,
+        principal: &Principal,
+        mut plan: Plan,
+        mut limits: Limits,
+        mut guard: Option<KeyGuard>,
+        notify: Option<Notify>,
+    ) -> Result<CallOutcome, GateError> {
+        let admitted = self.admit_approval(principal, &mut plan).await?;
+        if admitted.consume.is_some() {
+            // Decided again with the approvals: gate that decision.
+            limits = self.gate_or_deny(principal, &plan)?;
+        }
+        let charges = rate::charges(&plan.decision.rate).map_err(|reasons| GateError::Denied {
+            reasons,
+            plan_hash: plan.plan_hash.clone(),
+        })?;
+        let ticket = self.runner.admit(&principal.id, &limits).await?;
+        let at = now();
+        if !charges.fuel.is_empty()
+            && let Some(limit) = self
+                .state
+                .exhausted(charges.fuel.clone(), at)
+                .await
+                .map_err(state_error)?
+        {
+            let message = rate::describe(&limit, true, at);
+            return Err(GateError::RateLimited { limit, message });
+        }
+        if !charges.calls.is_empty()
+            && let Err(limit) = self
+                .state
+                .charge(charges.calls, at)
+                .await
+                .map_err(state_error)?
+        {
+            let message = rate::describe(&limit, false, at);
+            return Err(GateError::RateLimited { limit, message });
+        }
+        if let Some(id) = &admitted.consume {
+            self.consume_approval(id).await?;
+            tracing::info!(approval = %id, tool = %plan.tool.descriptor.name, "approval consumed");
+        }
+        if let Some(guard) = &mut guard {
+            guard.started();
+        }
+        let tool_name = plan.tool.descriptor.name.as_str();
+        let mut report = self
+            .runner
+            .call_admitted(
+                ticket,
+                &plan.tool.component.prepared,
+                tool_name,
+                &plan.arguments.canonical,
+                &plan.decision.grants,
+                &limits,
+                notify,
+            )
+            .await;
+        output::enforce_schema(&plan.tool, &mut report);
+        tracing::info!(
+            tool = tool_name,
+            principal = %principal.id,
+            plan = %plan.plan_hash,
+            fuel = report.fuel_used,
+            elapsed_us = report.elapsed.as_micros() as u64,
+            ok = report.outcome.is_ok(),
+            egress = report.egress.len(),
+            "call"
+        );
+        if !charges.fuel.is_empty() || self.policy.reads_usage() {
+            self.state
+                .record_run(
+                    principal.id.clone(),
+                    tool_name.to_string(),
+                    report.fuel_used,
+                    charges.fuel,
+                    now(),
+                )
+                .await
+                .map_err(state_error)?;
+        }
+        let idempotency = match guard {
+            Some(guard) => {
+                let key = guard.key().to_string();
+                guard.finish(stored(&report)).await?;
+                Some(KeyUse {
+                    key,
+                    replayed: false,
+                })
+            }
+            None => None,
+        };
+        if report.outcome.is_err() {
+            return Err(GateError::Run {
+                plan_hash: plan.plan_hash,
+                report: Box::new(report),
+            });
+        }
+        Ok(CallOutcome {
+            plan_hash: plan.plan_hash,
+            policy_digest: plan.policy_digest,
+            decision: plan.decision,
+            limits,
+            report,
+            idempotency,
+        })
+    }
+}
+
+/// What a keyed run leaves for its repeats.
+fn stored(report: &RunReport) -> StoredOutcome {
+    let (result, error) = match &report.outcome {
+        Ok(output) => (serde_json::to_value(output).ok(), None),
+        Err(e) => (None, Some(e.to_string())),
+    };
+    StoredOutcome {
+        result,
+        error,
+        fuel_used: report.fuel_used,
+        finished_at: now(),
+    }
+}
+
+/// The stored outcome of the earlier run under the same key: nothing runs.
+fn replay(
+    plan: Plan,
+    limits: Limits,
+    key: String,
+    stored: &StoredOutcome,
+) -> Result<CallOutcome, GateError> {
+    let output = match (&stored.result, &stored.error) {
+        (Some(result), None) => serde_json::from_value::<CallOutput>(result.clone())
+            .map_err(|e| GateError::State(format!("the stored outcome is unreadable: {e}")))?,
+        (_, error) => {
+            return Err(GateError::Replayed {
+                plan_hash: plan.plan_hash,
+                error: error.clone().unwrap_or_else(|| "the call failed".into()),
+            });
+        }
+    };
+    Ok(CallOutcome {
+        plan_hash: plan.plan_hash,
+        policy_digest: plan.policy_digest,
+        decision: plan.decision,
+        limits,
+        report: RunReport::replayed(output, stored.fuel_used, Duration::ZERO),
+        idempotency: Some(KeyUse {
+            key,
+            replayed: true,
+        }),
+    })
+}

@@ -1,0 +1,92 @@
+//! Durable governance state: idempotency records, approvals, rate counters and usage.
+//!
+//! One small interface, [`Store`]: each method is one short transaction with one purpose, so a
+//! second backend (PostgreSQL, for replicas) implements the same methods as the same
+//! transactions, and the rules that use them ([`crate::gate`], [`crate::approvals`]) never know
+//! which backend they talk to. Rules live above the interface; the backends only store, compare
+//! and count, each change atomically. See docs/decisions.md ("State").
+//!
+//! The embedded backend is SQLite ([`sqlite`]): bundled, WAL, versioned migrations, one
+//! connection on a thread of its own (blocking I/O never runs on the async executor), with
+//! group commit: everything queued while a transaction commits goes into the next one.
+
+mod owners;
+mod records;
+mod schema;
+pub mod sqlite;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+
+pub use owners::Lease;
+
+pub use records::{
+    Approval, ApprovalStatus, Begin, Charge, Exceeded, Intent, Secs, Spans, StoredOutcome, Usage,
+    Vote, Windows,
+};
+
+/// What a store method returns: a future that does not borrow its arguments.
+pub type Pending<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
+
+/// Seconds since the Unix epoch, now.
+pub fn now() -> Secs {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The governance store. Every method is one transaction; none blocks the caller's thread.
+pub trait Store: Send + Sync + 'static {
+    // --- idempotency ------------------------------------------------------------------------
+
+    /// Records `intent` unless a live record holds the key (see [`Begin`]).
+    fn begin(&self, intent: Intent) -> Pending<Begin>;
+    /// Marks the run `owner` left running under the key as in doubt (its process died).
+    fn abandon(&self, principal: String, key: String, owner: String) -> Pending<()>;
+    /// Stores the outcome of the run `begin` allowed.
+    fn finish(&self, principal: String, key: String, outcome: StoredOutcome) -> Pending<()>;
+    /// Forgets an intent whose plan did not run (denied, pending approval, over a limit).
+    fn release(&self, principal: String, key: String) -> Pending<()>;
+
+    // --- rates and usage ---------------------------------------------------------------------
+
+    /// Adds every charge, or none: `Err` names the first limit one of them would exceed.
+    fn charge(&self, charges: Vec<Charge>, now: Secs) -> Pending<Result<(), Exceeded>>;
+    /// The first of `charges` whose window is already used up (`cost` is ignored): the check
+    /// before a run whose cost is only known after it.
+    fn exhausted(&self, charges: Vec<Charge>, now: Secs) -> Pending<Option<Exceeded>>;
+    /// Records one run of `tool` by `principal` that used `fuel`, and adds `fuel` to `charges`
+    /// (fuel budgets, charged after the run whatever the limit).
+    fn record_run(
+        &self,
+        principal: String,
+        tool: String,
+        fuel: u64,
+        charges: Vec<Charge>,
+        now: Secs,
+    ) -> Pending<()>;
+    /// Calls and fuel of `principal` (and of it with `tool`) over the last minute, hour, day.
+    fn usage(&self, principal: String, tool: String, now: Secs) -> Pending<Usage>;
+
+    // --- approvals ---------------------------------------------------------------------------
+
+    /// The newest approval for exactly this plan under exactly this policy bundle.
+    fn approval_for(&self, plan_hash: String, policy_digest: String) -> Pending<Option<Approval>>;
+    /// Stores a new pending approval (its `votes` are ignored).
+    fn create_approval(&self, approval: Approval) -> Pending<()>;
+    fn approval(&self, id: String) -> Pending<Option<Approval>>;
+    /// Approvals, newest first; only those in `status` when given.
+    fn approvals(&self, status: Option<ApprovalStatus>, limit: u32) -> Pending<Vec<Approval>>;
+    /// Adds a vote if the approval is still pending, unexpired at `vote.at`, and the approver
+    /// has not voted: `false` when it was not added.
+    fn add_vote(&self, id: String, vote: Vote) -> Pending<bool>;
+    /// Moves the approval from `from` to `to`: `false` when it was not in `from` (someone else
+    /// moved it first).
+    fn transition(&self, id: String, from: ApprovalStatus, to: ApprovalStatus) -> Pending<bool>;
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,592 @@
+//! The embedded backend: one SQLite file (bundled SQLite, WAL) in the data directory.
+//!
+//! One connection lives on a thread of its own; callers send it jobs and await the answer, so
+//! no blocking I/O runs on the async executor. The thread commits in groups: it takes every job
+//! queued, runs each in a savepoint of one `BEGIN IMMEDIATE` transaction, commits once, and only
+//! then answers them all. Under load one commit (one WAL write) serves many calls. Other
+//! processes (the `portcullis approvals` CLI) open the same file; SQLite serialises writers and
+//! `busy_timeout` makes them wait briefly instead of failing.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::records::{
+    Approval, ApprovalStatus, Begin, Charge, Exceeded, Intent, Secs, Spans, StoredOutcome, Usage,
+    Vote, Windows,
+};
+use super::{Pending, Store, now, schema};
+
+/// How hard a commit is made durable.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Survives a crash of the gateway (`kill -9`); the last commits can be lost if the machine
+    /// loses power. SQLite's `synchronous = NORMAL` in WAL mode.
+    #[default]
+    Process,
+    /// Survives power loss too: every commit waits for the disk (`synchronous = FULL`).
+    Machine,
+}
+
+type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> Deliver + Send>;
+
+/// The most jobs one transaction takes.
+const MAX_GROUP: usize = 512;
+/// How often finished records past their retention are deleted.
+const SWEEP_EVERY: Duration = Duration::from_secs(60);
+
+/// The SQLite store. Cheap to share: it is the sending side of the connection's queue.
+pub struct SqliteStore {
+    jobs: mpsc::Sender<Job>,
+}
+
+fn configure(conn: &Connection, durability: Durability) -> Result<()> {
+    conn.busy_timeout(Duration::from_secs(5))?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let synchronous = match durability {
+        Durability::Process => "NORMAL",
+        Durability::Machine => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    Ok(())
+}
+
+impl SqliteStore {
+    /// Opens (creating it if needed) `dir/state.sqlite3`, and migrates it.
+    pub fn open(dir: &Path, durability: Durability) -> Result<Self> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the data directory {}", dir.display()))?;
+        let path = dir.join("state.sqlite3");
+        let mut conn = Connection::open(&path)
+            .with_context(|| format!("opening the state database {}", path.display()))?;
+        configure(&conn, durability)
+            .with_context(|| format!("configuring the state database {}", path.display()))?;
+        schema::migrate(&mut conn)
+            .with_context(|| format!("migrating the state database {}", path.display()))?;
+        Self::start(conn)
+    }
+
+    /// A store that lives in memory only (tests).
+    pub fn in_memory() -> Result<Self> {
+        let mut conn = Connection::open_in_memory()?;
+        schema::migrate(&mut conn)?;
+        Self::start(conn)
+    }
+
+    fn start(conn: Connection) -> Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("portcullis-state".into())
+            .spawn(move || serve(&conn, &queue))
+            .context("starting the state store's thread")?;
+        Ok(Self { jobs })
+    }
+
+    /// Runs `op` in the next transaction; the answer comes once that transaction committed.
+    fn run<T, F>(&self, op: F) -> Pending<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn| {
+            let result = in_savepoint(conn, op);
+            Box::new(move |committed| {
+                let answer = match committed {
+                    Ok(()) => result,
+                    Err(e) => Err(anyhow!("the state store could not commit: {e}")),
+                };
+                let _ = tx.send(answer);
+            })
+        });
+        let sent = self.jobs.send(job);
+        Box::pin(async move {
+            sent.map_err(|_| anyhow!("the state store has stopped"))?;
+            rx.await
+                .map_err(|_| anyhow!("the state store failed (see the gateway log)"))?
+        })
+    }
+}
+
+/// Runs `op` in a savepoint: its changes are undone if it fails, whatever the others do.
+fn in_savepoint<T>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    conn.execute_batch("SAVEPOINT op")?;
+    let result = op(conn);
+    let end = if result.is_ok() {
+        "RELEASE op"
+    } else {
+        "ROLLBACK TO op; RELEASE op"
+    };
+    conn.execute_batch(end)?;
+    result
+}
+
+/// The connection's thread: group commit until every sender is gone.
+fn serve(conn: &Connection, queue: &mpsc::Receiver<Job>) {
+    let mut swept = Instant::now();
+    while let Ok(first) = queue.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            tracing::error!("state store: cannot begin a transaction: {e}");
+            continue; // dropping the jobs answers each caller with an error
+        }
+        let deliveries: Vec<Deliver> = group.into_iter().map(|job| job(conn)).collect();
+        if swept.elapsed() >= SWEEP_EVERY {
+            swept = Instant::now();
+            if let Err(e) = in_savepoint(conn, |c| sweep(c, now())) {
+                tracing::warn!("state store: sweeping expired records failed: {e:#}");
+            }
+        }
+        let committed = conn.execute_batch("COMMIT").map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            e.to_string()
+        });
+        if let Err(e) = &committed {
+            tracing::error!("state store: commit failed: {e}");
+        }
+        for deliver in deliveries {
+            deliver(committed.clone());
+        }
+    }
+}
+
+/// Deletes what is past its retention: finished idempotency records, old windows and usage.
+fn sweep(conn: &Connection, now: Secs) -> Result<()> {
+    conn.execute(
+        "DELETE FROM idempotency WHERE expires_at <= ?1 AND status != 'running'",
+        params![now],
+    )?;
+    conn.execute(
+        "DELETE FROM counters WHERE window_start + window_s < ?1",
+        params![now],
+    )?;
+    conn.execute(
+        "DELETE FROM usage WHERE minute < ?1",
+        params![now / 60 - 24 * 60],
+    )?;
+    Ok(())
+}
+
+fn window_start(now: Secs, window_s: u64) -> Secs {
+    now - now % window_s.max(1)
+}
+
+fn used(conn: &Connection, charge: &Charge, start: Secs) -> Result<u64> {
+    let used: Option<u64> = conn
+        .prepare_cached(
+            "SELECT used FROM counters WHERE key = ?1 AND window_s = ?2 AND window_start = ?3",
+        )?
+        .query_row(params![charge.key, charge.window_s, start], |r| r.get(0))
+        .optional()?;
+    Ok(used.unwrap_or(0))
+}
+
+fn add(conn: &Connection, charge: &Charge, start: Secs, cost: u64) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO counters (key, window_s, window_start, used) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT DO UPDATE SET used = used + excluded.used",
+    )?
+    .execute(params![charge.key, charge.window_s, start, cost])?;
+    Ok(())
+}
+
+fn exceeded(charge: &Charge, used: u64, start: Secs) -> Exceeded {
+    Exceeded {
+        key: charge.key.clone(),
+        max: charge.max,
+        window_s: charge.window_s,
+        used,
+        resets_at: start + charge.window_s.max(1),
+    }
+}
+
+fn json_text(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).context("encoding a record")
+}
+
+fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).with_context(|| format!("the stored {what} is not readable"))
+}
+
+const APPROVAL_COLUMNS: &str = "id, plan_hash, policy_digest, tool, component, component_digest, \
+     principal, environment, args, annotations, requirement, reasons, grants, status, created_at, \
+     expires_at";
+
+fn approval_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<[String; 14]> {
+    let mut text: [String; 14] = Default::default();
+    for (i, slot) in text.iter_mut().enumerate() {
+        *slot = row.get(i)?;
+    }
+    Ok(text)
+}
+
+fn read_approvals(
+    conn: &Connection,
+    sql: &str,
+    args: impl rusqlite::Params,
+) -> Result<Vec<Approval>> {
+    let mut statement = conn.prepare_cached(sql)?;
+    let rows = statement.query_map(args, |row| {
+        Ok((
+            approval_row(row)?,
+            row.get::<_, u64>(14)?,
+            row.get::<_, u64>(15)?,
+        ))
+    })?;
+    let mut approvals = Vec::new();
+    for row in rows {
+        let (t, created_at, expires_at) = row?;
+        let [
+            id,
+            plan_hash,
+            policy_digest,
+            tool,
+            component,
+            component_digest,
+            principal,
+            environment,
+            args,
+            annotations,
+            requirement,
+            reasons,
+            grants,
+            status,
+        ] = t;
+        let status = ApprovalStatus::parse(&status)
+            .ok_or_else(|| anyhow!("approval {id} has an unknown status `{status}`"))?;
+        let votes = votes(conn, &id)?;
+        approvals.push(Approval {
+            plan_hash,
+            policy_digest,
+            tool,
+            component,
+            component_digest,
+            principal,
+            environment,
+            args: parse(&args, "arguments")?,
+            annotations: parse(&annotations, "annotations")?,
+            requirement: parse(&requirement, "requirement")?,
+            reasons: parse(&reasons, "reasons")?,
+            grants: parse(&grants, "grants")?,
+            status,
+            created_at,
+            expires_at,
+            votes,
+            id,
+        });
+    }
+    Ok(approvals)
+}
+
+fn votes(conn: &Connection, id: &str) -> Result<Vec<Vote>> {
+    let mut statement = conn.prepare_cached(
+        "SELECT approver, roles, approve, reason, at, origin FROM approval_votes
+         WHERE approval_id = ?1 ORDER BY at, approver",
+    )?;
+    let rows = statement.query_map(params![id], |row| {
+        Ok((
+            row.get::<_, String>(0)?,
+            row.get::<_, String>(1)?,
+            row.get::<_, bool>(2)?,
+            row.get::<_, Option<String>>(3)?,
+            row.get::<_, u64>(4)?,
+            row.get::<_, String>(5)?,
+        ))
+    })?;
+    let mut votes = Vec::new();
+    for row in rows {
+        let (approver, roles, approve, reason, at, origin) = row?;
+        votes.push(Vote {
+            approver,
+            roles: parse(&roles, "approver roles")?,
+            approve,
+            reason,
+            at,
+            origin,
+        });
+    }
+    Ok(votes)
+}
+
+impl Store for SqliteStore {
+    fn begin(&self, intent: Intent) -> Pending<Begin> {
+        self.run(move |conn| {
+            let found: Option<(String, String, String, Option<String>, u64, u64)> = conn
+                .prepare_cached(
+                    "SELECT plan_hash, status, owner, outcome, updated_at, expires_at
+                     FROM idempotency WHERE principal = ?1 AND key = ?2",
+                )?
+                .query_row(params![intent.principal, intent.key], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                })
+                .optional()?;
+            match found {
+                Some((plan_hash, status, owner, outcome, updated_at, expires_at))
+                    if expires_at > intent.now || status == "running" =>
+                {
+                    if plan_hash != intent.plan_hash {
+                        return Ok(Begin::Conflict { plan_hash });
+                    }
+                    match (status.as_str(), outcome) {
+                        ("done", Some(outcome)) => Ok(Begin::Done(parse(&outcome, "outcome")?)),
+                        ("running", _) => Ok(Begin::Running {
+                            owner,
+                            since: updated_at,
+                        }),
+                        _ => Ok(Begin::InDoubt { since: updated_at }),
+                    }
+                }
+                _ => {
+                    conn.prepare_cached(
+                        "INSERT OR REPLACE INTO idempotency
+                         (principal, key, plan_hash, status, owner, outcome, created_at, updated_at, expires_at)
+                         VALUES (?1, ?2, ?3, 'running', ?4, NULL, ?5, ?5, ?6)",
+                    )?
+                    .execute(params![
+                        intent.principal,
+                        intent.key,
+                        intent.plan_hash,
+                        intent.owner,
+                        intent.now,
+                        intent.expires_at
+                    ])?;
+                    Ok(Begin::Fresh)
+                }
+            }
+        })
+    }
+
+    fn abandon(&self, principal: String, key: String, owner: String) -> Pending<()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "UPDATE idempotency SET status = 'in_doubt'
+                 WHERE principal = ?1 AND key = ?2 AND owner = ?3 AND status = 'running'",
+            )?
+            .execute(params![principal, key, owner])?;
+            Ok(())
+        })
+    }
+
+    fn finish(&self, principal: String, key: String, outcome: StoredOutcome) -> Pending<()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "UPDATE idempotency SET status = 'done', outcome = ?3, updated_at = ?4
+                 WHERE principal = ?1 AND key = ?2 AND status = 'running'",
+            )?
+            .execute(params![
+                principal,
+                key,
+                json_text(&outcome)?,
+                outcome.finished_at
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn release(&self, principal: String, key: String) -> Pending<()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "DELETE FROM idempotency WHERE principal = ?1 AND key = ?2 AND status = 'running'",
+            )?
+            .execute(params![principal, key])?;
+            Ok(())
+        })
+    }
+
+    fn charge(&self, charges: Vec<Charge>, now: Secs) -> Pending<Result<(), Exceeded>> {
+        self.run(move |conn| {
+            for charge in &charges {
+                let start = window_start(now, charge.window_s);
+                let used = used(conn, charge, start)?;
+                if used.saturating_add(charge.cost) > charge.max {
+                    return Ok(Err(exceeded(charge, used, start)));
+                }
+            }
+            for charge in &charges {
+                add(
+                    conn,
+                    charge,
+                    window_start(now, charge.window_s),
+                    charge.cost,
+                )?;
+            }
+            Ok(Ok(()))
+        })
+    }
+
+    fn exhausted(&self, charges: Vec<Charge>, now: Secs) -> Pending<Option<Exceeded>> {
+        self.run(move |conn| {
+            for charge in &charges {
+                let start = window_start(now, charge.window_s);
+                let used = used(conn, charge, start)?;
+                if used >= charge.max {
+                    return Ok(Some(exceeded(charge, used, start)));
+                }
+            }
+            Ok(None)
+        })
+    }
+
+    fn record_run(
+        &self,
+        principal: String,
+        tool: String,
+        fuel: u64,
+        charges: Vec<Charge>,
+        now: Secs,
+    ) -> Pending<()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO usage (principal, tool, minute, calls, fuel) VALUES (?1, ?2, ?3, 1, ?4)
+                 ON CONFLICT DO UPDATE SET calls = calls + 1, fuel = fuel + excluded.fuel",
+            )?
+            .execute(params![principal, tool, now / 60, fuel])?;
+            for charge in &charges {
+                add(conn, charge, window_start(now, charge.window_s), fuel)?;
+            }
+            Ok(())
+        })
+    }
+
+    fn usage(&self, principal: String, tool: String, now: Secs) -> Pending<Usage> {
+        self.run(move |conn| {
+            let minute = now / 60;
+            let (hour, day) = (minute.saturating_sub(59), minute.saturating_sub(24 * 60 - 1));
+            let sums: [u64; 12] = conn
+                .prepare_cached(
+                    "SELECT
+                       total(CASE WHEN minute >= ?3 THEN calls END), total(CASE WHEN minute >= ?4 THEN calls END), total(calls),
+                       total(CASE WHEN minute >= ?3 THEN fuel END), total(CASE WHEN minute >= ?4 THEN fuel END), total(fuel),
+                       total(CASE WHEN tool = ?2 AND minute >= ?3 THEN calls END), total(CASE WHEN tool = ?2 AND minute >= ?4 THEN calls END), total(CASE WHEN tool = ?2 THEN calls END),
+                       total(CASE WHEN tool = ?2 AND minute >= ?3 THEN fuel END), total(CASE WHEN tool = ?2 AND minute >= ?4 THEN fuel END), total(CASE WHEN tool = ?2 THEN fuel END)
+                     FROM usage WHERE principal = ?1 AND minute >= ?5",
+                )?
+                .query_row(params![principal, tool, minute, hour, day], |r| {
+                    let mut sums = [0u64; 12];
+                    for (i, sum) in sums.iter_mut().enumerate() {
+                        *sum = r.get::<_, f64>(i)? as u64;
+                    }
+                    Ok(sums)
+                })?;
+            let spans = |i: usize| Spans {
+                minute: sums[i],
+                hour: sums[i + 1],
+                day: sums[i + 2],
+            };
+            Ok(Usage {
+                principal: Windows {
+                    calls: spans(0),
+                    fuel: spans(3),
+                },
+                tool: Windows {
+                    calls: spans(6),
+                    fuel: spans(9),
+                },
+            })
+        })
+    }
+
+    fn approval_for(&self, plan_hash: String, policy_digest: String) -> Pending<Option<Approval>> {
+        self.run(move |conn| {
+            let sql = format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE plan_hash = ?1 AND policy_digest = ?2
+                 ORDER BY seq DESC LIMIT 1"
+            );
+            Ok(read_approvals(conn, &sql, params![plan_hash, policy_digest])?.pop())
+        })
+    }
+
+    fn create_approval(&self, a: Approval) -> Pending<()> {
+        self.run(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO approvals (id, plan_hash, policy_digest, tool, component, component_digest,
+                   principal, environment, args, annotations, requirement, reasons, grants, status,
+                   created_at, expires_at, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
+                   (SELECT coalesce(max(seq), 0) + 1 FROM approvals))",
+            )?
+            .execute(params![
+                a.id,
+                a.plan_hash,
+                a.policy_digest,
+                a.tool,
+                a.component,
+                a.component_digest,
+                a.principal,
+                a.environment,
+                json_text(&a.args)?,
+                json_text(&a.annotations)?,
+                json_text(&a.requirement)?,
+                json_text(&a.reasons)?,
+                json_text(&a.grants)?,
+                a.status.as_str(),
+                a.created_at,
+                a.expires_at,
+            ])?;
+            Ok(())
+        })
+    }
+
+    fn approval(&self, id: String) -> Pending<Option<Approval>> {
+        self.run(move |conn| {
+            let sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1");
+            Ok(read_approvals(conn, &sql, params![id])?.pop())
+        })
+    }
+
+    fn approvals(&self, status: Option<ApprovalStatus>, limit: u32) -> Pending<Vec<Approval>> {
+        self.run(move |conn| {
+            let sql = format!(
+                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE ?1 IS NULL OR status = ?1
+                 ORDER BY seq DESC LIMIT ?2"
+            );
+            read_approvals(
+                conn,
+                &sql,
+                params![status.map(ApprovalStatus::as_str), limit],
+            )
+        })
+    }
+
+    fn add_vote(&self, id: String, vote: Vote) -> Pending<bool> {
+        self.run(move |conn| {
+            let added = conn
+                .prepare_cached(
+                    "INSERT INTO approval_votes (approval_id, approver, roles, approve, reason, at, origin)
+                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (
+                       SELECT 1 FROM approvals WHERE id = ?1 AND status = 'pending' AND expires_at > ?6)
+                     ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![
+                    id,
+                    vote.approver,
+                    json_text(&vote.roles)?,
+                    vote.approve,
+                    vote.reason,
+                    vote.at,
+                    vote.origin
+                ])?;
+            Ok(added == 1)
+        })
+    }
+
+    fn transition(&self, id: String, from: ApprovalStatus, to: ApprovalStatus) -> Pending<bool> {
+        self.run(move |conn| {
+            let moved = conn
+                .prepare_cached("UPDATE approvals SET status = ?3 WHERE id = ?1 AND status = ?2")?
+                .execute(params![id, from.as_str(), to.as_str()])?;
+            Ok(moved == 1)
+        })
+    }
+}

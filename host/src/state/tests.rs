@@ -1,0 +1,183 @@
+use super::sqlite::SqliteStore;
+use super::*;
+
+fn intent(key: &str, plan: &str, owner: &str, now: Secs) -> Intent {
+    Intent {
+        principal: "p".into(),
+        key: key.into(),
+        plan_hash: plan.into(),
+        owner: owner.into(),
+        now,
+        expires_at: now + 100,
+    }
+}
+
+fn outcome(text: &str) -> StoredOutcome {
+    StoredOutcome {
+        result: Some(serde_json::json!({ "text": text })),
+        error: None,
+        fuel_used: 7,
+        finished_at: 1,
+    }
+}
+
+#[tokio::test]
+async fn a_key_runs_once_conflicts_on_another_plan_and_expires() {
+    let store = SqliteStore::in_memory().unwrap();
+    assert_eq!(
+        store.begin(intent("k", "a", "me", 10)).await.unwrap(),
+        Begin::Fresh
+    );
+    assert_eq!(
+        store.begin(intent("k", "a", "me", 11)).await.unwrap(),
+        Begin::Running {
+            owner: "me".into(),
+            since: 10
+        }
+    );
+    store
+        .finish("p".into(), "k".into(), outcome("x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.begin(intent("k", "a", "me", 12)).await.unwrap(),
+        Begin::Done(outcome("x"))
+    );
+    assert_eq!(
+        store.begin(intent("k", "b", "me", 12)).await.unwrap(),
+        Begin::Conflict {
+            plan_hash: "a".into()
+        }
+    );
+    // Past its retention the key is free again.
+    assert_eq!(
+        store.begin(intent("k", "b", "me", 200)).await.unwrap(),
+        Begin::Fresh
+    );
+}
+
+#[tokio::test]
+async fn a_run_of_another_process_without_an_outcome_is_in_doubt_for_good() {
+    let store = SqliteStore::in_memory().unwrap();
+    assert_eq!(
+        store.begin(intent("k", "a", "old", 10)).await.unwrap(),
+        Begin::Fresh
+    );
+    assert_eq!(
+        store.begin(intent("k", "a", "new", 20)).await.unwrap(),
+        Begin::Running {
+            owner: "old".into(),
+            since: 10
+        }
+    );
+    // Its process is gone: the gate abandons the run, which stays in doubt.
+    store
+        .abandon("p".into(), "k".into(), "old".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.begin(intent("k", "a", "new", 20)).await.unwrap(),
+        Begin::InDoubt { since: 10 }
+    );
+    // A finish arriving late does not turn it into "done".
+    store
+        .finish("p".into(), "k".into(), outcome("x"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.begin(intent("k", "a", "new", 30)).await.unwrap(),
+        Begin::InDoubt { since: 10 }
+    );
+    // A released intent leaves nothing behind.
+    assert_eq!(
+        store.begin(intent("j", "a", "new", 30)).await.unwrap(),
+        Begin::Fresh
+    );
+    store.release("p".into(), "j".into()).await.unwrap();
+    assert_eq!(
+        store.begin(intent("j", "b", "new", 31)).await.unwrap(),
+        Begin::Fresh
+    );
+}
+
+#[tokio::test]
+async fn charges_are_all_or_nothing_per_window() {
+    let store = SqliteStore::in_memory().unwrap();
+    let charge = |key: &str, max| Charge {
+        key: key.into(),
+        window_s: 60,
+        max,
+        cost: 1,
+    };
+    for _ in 0..2 {
+        store
+            .charge(vec![charge("a", 2), charge("b", 5)], 120)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    let over = store
+        .charge(vec![charge("b", 5), charge("a", 2)], 150)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        (over.key.as_str(), over.used, over.resets_at),
+        ("a", 2, 180)
+    );
+    // "b" was not charged for the refused call: 2 used, 3 left.
+    for _ in 0..3 {
+        store
+            .charge(vec![charge("b", 5)], 170)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    assert!(
+        store
+            .charge(vec![charge("b", 5)], 170)
+            .await
+            .unwrap()
+            .is_err()
+    );
+    // The next window starts empty.
+    store
+        .charge(vec![charge("a", 2)], 180)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn fuel_budgets_and_usage_add_up() {
+    let store = SqliteStore::in_memory().unwrap();
+    let budget = Charge {
+        key: "fuel:p".into(),
+        window_s: 3600,
+        max: 100,
+        cost: 0,
+    };
+    let now = 7200 + 30;
+    assert_eq!(
+        store.exhausted(vec![budget.clone()], now).await.unwrap(),
+        None
+    );
+    for (tool, fuel) in [("hash", 60), ("hash", 50), ("read", 5)] {
+        store
+            .record_run("p".into(), tool.into(), fuel, vec![budget.clone()], now)
+            .await
+            .unwrap();
+    }
+    let e = store.exhausted(vec![budget], now).await.unwrap().unwrap();
+    assert_eq!(e.used, 115);
+    let usage = store.usage("p".into(), "hash".into(), now).await.unwrap();
+    assert_eq!(usage.principal.calls.hour, 3);
+    assert_eq!(usage.principal.fuel.day, 115);
+    assert_eq!(usage.tool.calls.minute, 2);
+    assert_eq!(usage.tool.fuel.hour, 110);
+    let later = store
+        .usage("p".into(), "hash".into(), now + 7200)
+        .await
+        .unwrap();
+    assert_eq!((later.tool.calls.hour, later.tool.calls.day), (0, 2));
+}
