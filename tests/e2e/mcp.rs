@@ -490,7 +490,7 @@ decision := {"allow": true, "grants": {"fs": [{"host": "/", "guest": "/w", "mode
 	input.action == "call"
 	input.tool.name == "read_file"
 }
-decision := {"allow": true, "requires_approval": {"approvers": 2, "reason": "money moves"}} if {
+decision := {"allow": true, "requires_approval": {"approvers": 0, "reason": "nobody"}, "rate": [{"key": "k", "max": 1, "window_s": 0}]} if {
 	input.action == "call"
 	input.tool.name == "json_query"
 }
@@ -521,7 +521,7 @@ async fn what_the_runner_cannot_honour_or_the_ceilings_forbid_is_denied_never_dr
         (
             "json_query",
             json!({"document": {}, "path": "$"}),
-            "the policy requires approval by 2 approver(s) (money moves), and approvals are not available in this version",
+            "requires_approval.approvers must be at least 1; rate[0] (k): window_s must be between 1 and 2678400",
         ),
         (
             "list_dir",

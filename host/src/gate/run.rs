@@ -157,16 +157,21 @@ impl Gateway {
             "call"
         );
         if !charges.fuel.is_empty() || self.policy.reads_usage() {
-            self.state
-                .record_run(
-                    principal.id.clone(),
-                    tool_name.to_string(),
-                    report.fuel_used,
-                    charges.fuel,
-                    now(),
-                )
-                .await
-                .map_err(state_error)?;
+            // Queued now, in order with everything after it (the next call's budget check sees
+            // it), but not waited for: the answer does not depend on it. A crash before its
+            // commit loses this one run's usage; see docs/architecture.md ("State").
+            let recorded = self.state.record_run(
+                principal.id.clone(),
+                tool_name.to_string(),
+                report.fuel_used,
+                charges.fuel,
+                now(),
+            );
+            tokio::spawn(async move {
+                if let Err(e) = recorded.await {
+                    tracing::error!("recording a run's usage failed: {e:#}");
+                }
+            });
         }
         let idempotency = match guard {
             Some(guard) => {

@@ -28,7 +28,9 @@ pub use records::{
     Vote, Windows,
 };
 
-/// What a store method returns: a future that does not borrow its arguments.
+/// What a store method returns: a future that does not borrow its arguments. The operation is
+/// queued when the method is called, so operations run in call order, whether or not (and
+/// whenever) their futures are awaited.
 pub type Pending<T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'static>>;
 
 /// Seconds since the Unix epoch, now.
