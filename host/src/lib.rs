@@ -9,6 +9,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::todo)
 )]
 
+pub mod admin;
 pub mod approvals;
 pub mod capabilities;
 pub mod catalog;

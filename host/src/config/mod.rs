@@ -16,7 +16,7 @@ mod capabilities;
 mod governance;
 
 pub use capabilities::{CapabilitiesConfig, SecretSpec};
-pub use governance::StateConfig;
+pub use governance::{AdminConfig, StateConfig, WebhookConfig};
 
 use crate::gate::ArgsCaps;
 use crate::grants::{Limits, parse_bytes, parse_duration};
@@ -34,6 +34,9 @@ struct File {
     data_dir: Option<PathBuf>,
     #[serde(default)]
     state: governance::StateFile,
+    #[serde(default)]
+    admin: governance::AdminFile,
+    webhook: Option<governance::WebhookFile>,
     #[serde(default)]
     limits: LimitsFile,
     #[serde(default)]
@@ -98,6 +101,9 @@ struct PrincipalFile {
     /// `sha256:<hex>` of each bearer token (see `portcullis token`).
     #[serde(default)]
     tokens: Vec<String>,
+    /// `sha256:<hex>` of each token for the admin API (never accepted on /mcp).
+    #[serde(default)]
+    admin_tokens: Vec<String>,
     #[serde(default)]
     claims: Map<String, Value>,
 }
@@ -107,6 +113,8 @@ struct PrincipalFile {
 pub struct PrincipalConfig {
     pub roles: Vec<String>,
     pub token_hashes: Vec<String>,
+    /// Hashes of the principal's admin API tokens.
+    pub admin_token_hashes: Vec<String>,
     pub claims: Map<String, Value>,
 }
 
@@ -145,6 +153,8 @@ pub struct Config {
     /// Where the state store lives (approvals, idempotency records, counters).
     pub data_dir: PathBuf,
     pub state: StateConfig,
+    pub admin: AdminConfig,
+    pub webhook: Option<WebhookConfig>,
     pub default_limits: Limits,
     pub ceilings: Limits,
     pub admission: Admission,
@@ -213,7 +223,7 @@ fn admission(l: &LimitsFile, ceilings: &Limits, defaults: &Limits) -> Result<Adm
 fn check_unique_tokens(principals: &BTreeMap<String, PrincipalConfig>) -> Result<()> {
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for (name, p) in principals {
-        for hash in &p.token_hashes {
+        for hash in p.token_hashes.iter().chain(&p.admin_token_hashes) {
             if let Some(other) = seen.insert(hash.to_ascii_lowercase(), name) {
                 bail!(
                     "the token hash `{hash}` is configured for both principals.{other} and principals.{name}; each token must name one principal"
@@ -312,7 +322,7 @@ impl Config {
             Some(map) => map
                 .into_iter()
                 .map(|(name, p)| {
-                    for hash in &p.tokens {
+                    for hash in p.tokens.iter().chain(&p.admin_tokens) {
                         check_hash(&name, hash)?;
                     }
                     Ok((
@@ -320,6 +330,7 @@ impl Config {
                         PrincipalConfig {
                             roles: p.roles,
                             token_hashes: p.tokens,
+                            admin_token_hashes: p.admin_tokens,
                             claims: p.claims,
                         },
                     ))
@@ -331,6 +342,7 @@ impl Config {
                 PrincipalConfig {
                     roles: vec!["writer".into()],
                     token_hashes: Vec::new(),
+                    admin_token_hashes: Vec::new(),
                     claims: Map::new(),
                 },
             )]),
@@ -396,6 +408,13 @@ impl Config {
             }
         }
         let capabilities = capabilities::resolve(file.egress, file.secrets, file.ceilings, &at)?;
+        let admin = governance::resolve_admin(file.admin)?;
+        if admin.explicit && principals.values().all(|p| p.admin_token_hashes.is_empty()) {
+            bail!(
+                "admin.listen is set, but no principal has admin_tokens: the admin API would accept nobody"
+            );
+        }
+        let webhook = governance::resolve_webhook(file.webhook, &capabilities.secrets)?;
         let settings = match file.settings {
             Some(table) => serde_json::to_value(table).context("settings")?,
             None => Value::Object(Map::new()),
@@ -415,6 +434,8 @@ impl Config {
                 .unwrap_or_else(|| ".portcullis/workspace".into())),
             data_dir: at(file.data_dir.unwrap_or_else(|| ".portcullis/data".into())),
             state: governance::resolve(file.state)?,
+            admin,
+            webhook,
             default_limits,
             ceilings,
             admission,
