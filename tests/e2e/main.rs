@@ -4,6 +4,7 @@
 //! Components are built by `scripts/build-tools` into `.portcullis/tools` (examples) and
 //! `.portcullis/hostile` (one hostile component per threat).
 
+mod admin;
 mod catalog;
 mod cli;
 mod egress;
@@ -20,4 +21,5 @@ mod ops;
 mod python;
 mod results;
 mod support;
+mod tasks;
 mod upstream;

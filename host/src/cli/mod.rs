@@ -248,6 +248,7 @@ async fn serve(
         "loaded"
     );
     reload_policy_on_sighup(&gateway)?;
+    mcp::tasks::spawn_advancer(gateway.clone());
     if stdio {
         let name = stdio_principal.unwrap_or(&config.stdio_principal);
         let principal = config
@@ -298,6 +299,21 @@ async fn serve(
         eprintln!("  Authorization: Bearer {token}");
     }
     eprintln!("portcullis: stdio clients run `portcullis serve --stdio` instead; see the README");
+    if crate::admin::wanted(&config) {
+        let admin = tokio::net::TcpListener::bind(config.admin.listen)
+            .await
+            .with_context(|| format!("listening for the admin API on {}", config.admin.listen))?;
+        eprintln!(
+            "portcullis: admin API at http://{}/v1/ (admin tokens only)",
+            admin.local_addr()?
+        );
+        let (gateway, config) = (gateway.clone(), config.clone());
+        tokio::spawn(async move {
+            if let Err(e) = crate::admin::serve(gateway, &config, admin).await {
+                tracing::error!("the admin API stopped: {e:#}");
+            }
+        });
+    }
     mcp::http::serve(gateway, &config, listener).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -155,4 +155,14 @@ impl Gateway {
             "approval {id} was used by another call at the same moment; repeat the call to request a new approval"
         )))
     }
+
+    /// Tells whoever listens that an approval was decided (or moved on).
+    pub fn approval_decided(&self, approval: &Approval) {
+        tracing::info!(
+            approval = %approval.id,
+            status = approval.status.as_str(),
+            votes = approval.votes.len(),
+            "approval vote"
+        );
+    }
 }

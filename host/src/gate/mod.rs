@@ -163,6 +163,16 @@ impl Gateway {
         })
     }
 
+    /// This process's owner id in the store.
+    pub fn owner_id(&self) -> &str {
+        self.owner.id()
+    }
+
+    /// Whether the gateway process holding `owner` is alive.
+    pub fn owner_alive(&self, owner: &str) -> bool {
+        self.owner.alive(owner)
+    }
+
     fn context(&self, transport: Transport, idempotency_key: Option<String>) -> RequestContext {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         RequestContext {

@@ -13,15 +13,16 @@ pub mod http;
 mod notices;
 pub mod precheck;
 pub mod stdio;
+pub mod tasks;
 
 use std::sync::Arc;
 
 use base64::Engine as _;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, ErrorData,
-    Implementation, InitializeResult, ListToolsResult, LoggingLevel, MetaObject,
-    PaginatedRequestParams, ResourceContents, ServerCapabilities, SetLevelRequestParams, Tool,
-    ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
+    CreateTaskResult, ErrorData, GetTaskParams, GetTaskResult, Implementation, InitializeResult,
+    ListToolsResult, LoggingLevel, MetaObject, PaginatedRequestParams, ResourceContents,
+    ServerCapabilities, SetLevelRequestParams, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
@@ -310,6 +311,7 @@ impl ServerHandler for Handler {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_logging()
+                .enable_tasks()
                 .build(),
         )
         .with_server_info(Implementation::new("portcullis", env!("CARGO_PKG_VERSION")))
@@ -352,6 +354,11 @@ impl ServerHandler for Handler {
                 return to_mcp(Err(GateError::BadKey(message))).map(CallToolResponse::from);
             }
         };
+        // A call that waits for approval becomes a task for clients that take tasks.
+        let tasks = context
+            .client_capabilities()
+            .is_some_and(|c| c.supports_tasks());
+        let task_args = tasks.then(|| request.arguments.clone()).flatten();
         let result = self
             .gateway
             .call(
@@ -363,6 +370,21 @@ impl ServerHandler for Handler {
                 delivery.as_ref().map(|d| d.notify.clone()),
             )
             .await;
+        if tasks && let Err(GateError::PendingApproval(approval)) = &result {
+            if let Some(delivery) = delivery {
+                delivery.finish().await;
+            }
+            let task = tasks::create(
+                &self.gateway,
+                &principal,
+                &request.name,
+                task_args,
+                self.transport,
+                approval,
+            )
+            .await?;
+            return Ok(CallToolResponse::Task(CreateTaskResult::new(task)));
+        }
         if let Some(delivery) = delivery {
             delivery.finish().await;
         }
@@ -377,6 +399,24 @@ impl ServerHandler for Handler {
             }
         }
         to_mcp(result).map(CallToolResponse::from)
+    }
+
+    async fn get_task(
+        &self,
+        request: GetTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetTaskResult, ErrorData> {
+        let principal = self.principal(&context)?;
+        tasks::get(&self.gateway, &principal, &request.task_id).await
+    }
+
+    async fn cancel_task(
+        &self,
+        request: CancelTaskParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let principal = self.principal(&context)?;
+        tasks::cancel(&self.gateway, &principal, &request.task_id).await
     }
 
     async fn set_level(

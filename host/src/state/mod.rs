@@ -14,6 +14,8 @@ mod owners;
 mod records;
 mod schema;
 pub mod sqlite;
+mod sqlite_tasks;
+mod tasks;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -22,6 +24,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 
 pub use owners::Lease;
+pub use tasks::{TaskRecord, TaskState, TaskStore};
 
 pub use records::{
     Approval, ApprovalStatus, Begin, Charge, Exceeded, Intent, Secs, Spans, StoredOutcome, Usage,
@@ -41,7 +44,7 @@ pub fn now() -> Secs {
 }
 
 /// The governance store. Every method is one transaction; none blocks the caller's thread.
-pub trait Store: Send + Sync + 'static {
+pub trait Store: TaskStore + Send + Sync + 'static {
     // --- idempotency ------------------------------------------------------------------------
 
     /// Records `intent` unless a live record holds the key (see [`Begin`]).

@@ -72,6 +72,26 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (principal, minute, tool)
     ) WITHOUT ROWID;
     ",
+    // 2: MCP tasks for calls that wait for approval.
+    "
+    CREATE TABLE tasks (
+        id          TEXT PRIMARY KEY,
+        principal   TEXT NOT NULL,
+        requester   TEXT NOT NULL,
+        tool        TEXT NOT NULL,
+        args        TEXT NOT NULL,
+        transport   TEXT NOT NULL,
+        approval_id TEXT NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('waiting', 'running', 'completed', 'failed', 'cancelled')),
+        owner       TEXT,
+        message     TEXT,
+        result      TEXT,
+        created_at  INTEGER NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );
+    CREATE INDEX tasks_status ON tasks (status, updated_at);
+    ",
 ];
 
 /// Brings the database up to date.

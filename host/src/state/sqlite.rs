@@ -88,7 +88,7 @@ impl SqliteStore {
     }
 
     /// Runs `op` in the next transaction; the answer comes once that transaction committed.
-    fn run<T, F>(&self, op: F) -> Pending<T>
+    pub(super) fn run<T, F>(&self, op: F) -> Pending<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
@@ -173,7 +173,11 @@ fn sweep(conn: &Connection, now: Secs) -> Result<()> {
     )?;
     conn.execute(
         "DELETE FROM usage WHERE minute < ?1",
-        params![now / 60 - 24 * 60],
+        params![(now / 60).saturating_sub(24 * 60)],
+    )?;
+    conn.execute(
+        "DELETE FROM tasks WHERE expires_at <= ?1 AND status IN ('completed', 'failed', 'cancelled')",
+        params![now],
     )?;
     Ok(())
 }
@@ -211,11 +215,11 @@ fn exceeded(charge: &Charge, used: u64, start: Secs) -> Exceeded {
     }
 }
 
-fn json_text(value: &impl serde::Serialize) -> Result<String> {
+pub(super) fn json_text(value: &impl serde::Serialize) -> Result<String> {
     serde_json::to_string(value).context("encoding a record")
 }
 
-fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+pub(super) fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
     serde_json::from_str(text).with_context(|| format!("the stored {what} is not readable"))
 }
 

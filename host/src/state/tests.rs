@@ -181,3 +181,40 @@ async fn fuel_budgets_and_usage_add_up() {
         .unwrap();
     assert_eq!((later.tool.calls.hour, later.tool.calls.day), (0, 2));
 }
+
+/// Not a test: `cargo test --release -p portcullis --lib store_latency -- --ignored --nocapture`
+/// prints the latency of store operations on a file-backed store.
+#[tokio::test]
+#[ignore]
+async fn store_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), sqlite::Durability::Process).unwrap();
+    let budget = Charge {
+        key: "fuel:p".into(),
+        window_s: 3600,
+        max: u64::MAX,
+        cost: 0,
+    };
+    let n = 5000;
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        store.exhausted(vec![budget.clone()], 1000).await.unwrap();
+    }
+    println!("exhausted: {:?}", t.elapsed() / n);
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        store
+            .record_run("p".into(), "t".into(), 5, vec![budget.clone()], 1000)
+            .await
+            .unwrap();
+    }
+    println!("record_run: {:?}", t.elapsed() / n);
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        store
+            .begin(intent(&format!("k{i}"), "a", "me", 10))
+            .await
+            .unwrap();
+    }
+    println!("begin: {:?}", t.elapsed() / n);
+}
