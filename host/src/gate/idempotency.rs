@@ -75,16 +75,22 @@ impl KeyGuard {
         self.started = true;
     }
 
-    /// Records the outcome durably, then wakes the waiters.
-    pub async fn finish(mut self, outcome: StoredOutcome) -> Result<(), GateError> {
+    /// Records the outcome, then wakes the waiters. The record is queued to the store before
+    /// anyone is woken, so every later look at the key (here or in another process) finds it;
+    /// its commit is not waited for: if the gateway dies before it, a repeat is told "in doubt"
+    /// (never run again), which is what the durable intent guarantees.
+    pub fn finish(mut self, outcome: StoredOutcome) {
         self.done = true;
         let outcome = Arc::new(outcome);
-        let stored = self
-            .store
-            .finish(self.principal.clone(), self.key.clone(), (*outcome).clone())
-            .await;
+        let stored =
+            self.store
+                .finish(self.principal.clone(), self.key.clone(), (*outcome).clone());
         self.settle(Slot::Done(outcome));
-        stored.map_err(|e| GateError::State(format!("{e:#}")))
+        tokio::spawn(async move {
+            if let Err(e) = stored.await {
+                tracing::error!("recording the outcome of a keyed call failed: {e:#}");
+            }
+        });
     }
 
     fn settle(&self, slot: Slot) {

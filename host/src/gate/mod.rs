@@ -7,6 +7,7 @@
 
 mod approval;
 pub mod args;
+mod budget;
 mod error;
 pub mod idempotency;
 mod output;
@@ -101,6 +102,7 @@ pub struct Gateway {
     /// This process among the store's users, held for as long as it lives.
     owner: Arc<crate::state::Lease>,
     inflight: Arc<idempotency::InFlight>,
+    budgets: budget::Budgets,
     requests: AtomicU64,
 }
 
@@ -159,6 +161,7 @@ impl Gateway {
             state,
             owner: Arc::new(owner),
             inflight: Arc::default(),
+            budgets: budget::Budgets::default(),
             requests: AtomicU64::new(0),
         })
     }

@@ -107,8 +107,8 @@ impl Gateway {
         let at = now();
         if !charges.fuel.is_empty()
             && let Some(limit) = self
-                .state
-                .exhausted(charges.fuel.clone(), at)
+                .budgets
+                .exhausted(&*self.state, &charges.fuel, at)
                 .await
                 .map_err(state_error)?
         {
@@ -160,12 +160,14 @@ impl Gateway {
             // Queued now, in order with everything after it (the next call's budget check sees
             // it), but not waited for: the answer does not depend on it. A crash before its
             // commit loses this one run's usage; see docs/architecture.md ("State").
+            let at = now();
+            self.budgets.charge(&charges.fuel, report.fuel_used, at);
             let recorded = self.state.record_run(
                 principal.id.clone(),
                 tool_name.to_string(),
                 report.fuel_used,
                 charges.fuel,
-                now(),
+                at,
             );
             tokio::spawn(async move {
                 if let Err(e) = recorded.await {
@@ -176,7 +178,7 @@ impl Gateway {
         let idempotency = match guard {
             Some(guard) => {
                 let key = guard.key().to_string();
-                guard.finish(stored(&report)).await?;
+                guard.finish(stored(&report));
                 Some(KeyUse {
                     key,
                     replayed: false,

@@ -60,9 +60,8 @@ pub trait Store: TaskStore + Send + Sync + 'static {
 
     /// Adds every charge, or none: `Err` names the first limit one of them would exceed.
     fn charge(&self, charges: Vec<Charge>, now: Secs) -> Pending<Result<(), Exceeded>>;
-    /// The first of `charges` whose window is already used up (`cost` is ignored): the check
-    /// before a run whose cost is only known after it.
-    fn exhausted(&self, charges: Vec<Charge>, now: Secs) -> Pending<Option<Exceeded>>;
+    /// How much of each charge's current window is used (`cost` is ignored).
+    fn used(&self, charges: Vec<Charge>, now: Secs) -> Pending<Vec<u64>>;
     /// Records one run of `tool` by `principal` that used `fuel`, and adds `fuel` to `charges`
     /// (fuel budgets, charged after the run whatever the limit).
     fn record_run(

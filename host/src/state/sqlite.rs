@@ -182,7 +182,7 @@ fn sweep(conn: &Connection, now: Secs) -> Result<()> {
     Ok(())
 }
 
-fn window_start(now: Secs, window_s: u64) -> Secs {
+pub fn window_start(now: Secs, window_s: u64) -> Secs {
     now - now % window_s.max(1)
 }
 
@@ -205,7 +205,7 @@ fn add(conn: &Connection, charge: &Charge, start: Secs, cost: u64) -> Result<()>
     Ok(())
 }
 
-fn exceeded(charge: &Charge, used: u64, start: Secs) -> Exceeded {
+pub fn exceeded(charge: &Charge, used: u64, start: Secs) -> Exceeded {
     Exceeded {
         key: charge.key.clone(),
         max: charge.max,
@@ -429,16 +429,12 @@ impl Store for SqliteStore {
         })
     }
 
-    fn exhausted(&self, charges: Vec<Charge>, now: Secs) -> Pending<Option<Exceeded>> {
+    fn used(&self, charges: Vec<Charge>, now: Secs) -> Pending<Vec<u64>> {
         self.run(move |conn| {
-            for charge in &charges {
-                let start = window_start(now, charge.window_s);
-                let used = used(conn, charge, start)?;
-                if used >= charge.max {
-                    return Ok(Some(exceeded(charge, used, start)));
-                }
-            }
-            Ok(None)
+            charges
+                .iter()
+                .map(|charge| used(conn, charge, window_start(now, charge.window_s)))
+                .collect()
         })
     }
 
