@@ -402,7 +402,12 @@ async fn serve_http(config: &Path) -> (tokio::process::Child, String) {
 }
 
 /// One JSON-RPC request to the gateway's MCP endpoint with `token`; the response body.
-async fn post_mcp(client: &reqwest::Client, url: &str, token: &str, body: &'static str) -> String {
+async fn post_mcp(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    body: impl Into<reqwest::Body>,
+) -> String {
     client
         .post(url)
         .header("authorization", format!("Bearer {token}"))
@@ -444,6 +449,59 @@ async fn http(n: usize) {
     report(
         "governed call over HTTP, keep-alive round trip (real binary)",
         times,
+    );
+}
+
+/// Calls per second over HTTP with 32 concurrent clients, without and with an idempotency key
+/// (a new key per call, so every call runs), alternating twice.
+async fn throughput(n: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let config = bench_config(dir.path());
+    let token = "bench-token-0123456789";
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str(&format!(
+        "tokens = [\"{}\"]\n[http]\nlisten = \"127.0.0.1:0\"\nmax_requests_per_principal = 64\n",
+        portcullis::mcp::http::token_hash(token)
+    ));
+    std::fs::write(&config, text).unwrap();
+    let (_child, url) = serve_http(&config).await;
+    let clients = 32;
+    let per_client = (n / clients).max(20);
+    let mut rates = [Vec::new(), Vec::new()];
+    for round in 0..4 {
+        let keyed = round % 2 == 1;
+        let started = Instant::now();
+        let tasks: Vec<_> = (0..clients)
+            .map(|c| {
+                let (url, client) = (url.clone(), reqwest::Client::new());
+                tokio::spawn(async move {
+                    for i in 0..per_client {
+                        let meta = if keyed {
+                            format!(r#","_meta":{{"portcullis/idempotency_key":"r{round}-c{c}-{i}"}}"#)
+                        } else {
+                            String::new()
+                        };
+                        let body = format!(
+                            r#"{{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{{"name":"hash","arguments":{{"text":"a"}}{meta}}}}}"#
+                        );
+                        let text = post_mcp(&client, &url, token, body).await;
+                        assert!(text.contains("\"isError\":false"), "{text}");
+                    }
+                })
+            })
+            .collect();
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let rate = (clients * per_client) as f64 / started.elapsed().as_secs_f64();
+        rates[usize::from(keyed)].push(rate);
+    }
+    let best = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
+    println!(
+        "HTTP, 32 clients: {:.0} calls/s without a key, {:.0} with one ({:.0}% of it)",
+        best(&rates[0]),
+        best(&rates[1]),
+        100.0 * best(&rates[1]) / best(&rates[0])
     );
 }
 
@@ -530,6 +588,11 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    if std::env::var_os("BENCH_THROUGHPUT_ONLY").is_some() {
+        let multi = tokio::runtime::Runtime::new().unwrap();
+        multi.block_on(throughput((n / 2).max(640)));
+        return;
+    }
     if std::env::var_os("BENCH_EGRESS_ONLY").is_some() {
         runtime.block_on(egress::egress((n / 4).max(500)));
         return;
@@ -546,5 +609,6 @@ fn main() {
     stdio((n / 10).max(100));
     let multi = tokio::runtime::Runtime::new().unwrap();
     multi.block_on(http((n / 10).max(100)));
+    multi.block_on(throughput((n / 2).max(640)));
     multi.block_on(fairness((n / 20).max(100)));
 }
