@@ -356,3 +356,37 @@ decision := {"allow": true, "requires_approval": {"approvers": 1, "reason": "sho
     assert!(stderr(&vote).contains("expired"), "{}", stderr(&vote));
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_held_call_runs_as_soon_as_it_is_approved() {
+    let policy = r#"package portcullis
+import rego.v1
+default decision := {"allow": false}
+decision := {"allow": true} if input.action == "list"
+decision := {"allow": true, "requires_approval": {"approvers": 1, "reason": "held"}} if input.action == "call"
+"#;
+    let s = crate::gateway::setup(crate::gateway::Options {
+        policy: Some(policy),
+        extra: "[principals.sam]\nroles = [\"sre\"]\n[state]\napproval_hold = \"10s\"\n",
+        ..Default::default()
+    });
+    let client = stdio_client(&s).await;
+    let peer = client.peer().clone();
+    let held = tokio::spawn(async move { call(&peer, "hash", json!({"text": "a"})).await });
+    let id = loop {
+        let listed = stdout(&approvals(&s, &["list"]));
+        if let Some(id) = listed
+            .split_whitespace()
+            .next()
+            .filter(|w| w.starts_with("ap_"))
+        {
+            break id.to_string();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(!held.is_finished(), "the call is held while it waits");
+    approve(&s, &id, "sam");
+    let result = held.await.unwrap().unwrap();
+    assert_eq!(result.is_error, Some(false), "{}", text(&result));
+    client.cancel().await.unwrap();
+}

@@ -23,3 +23,4 @@ mod results;
 mod support;
 mod tasks;
 mod upstream;
+mod webhook;

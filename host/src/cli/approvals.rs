@@ -172,6 +172,11 @@ async fn cast(
     match vote(store, id, &voter, approve, reason, origin()).await {
         Ok(a) => {
             out(summary(&a, now()));
+            let webhook = super::webhook_for(config)?;
+            crate::gate::approval::voted(webhook.as_ref(), &a);
+            if let Some(webhook) = webhook {
+                webhook.flush(std::time::Duration::from_secs(10)).await;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(VoteError::Store(e)) => Err(e),

@@ -177,6 +177,29 @@ fn policy_for(config: &Config, dir: Option<&Path>) -> Result<Policy> {
     )
 }
 
+/// The webhook of `config`, started, with its HMAC key read from its secret.
+pub(crate) fn webhook_for(config: &Config) -> Result<Option<crate::webhook::Webhook>> {
+    let Some(hook) = &config.webhook else {
+        return Ok(None);
+    };
+    let key = match &hook.secret {
+        Some(name) => {
+            let spec = config
+                .capabilities
+                .secrets
+                .get(name)
+                .with_context(|| format!("webhook.secret: no secret `{name}`"))?;
+            let value = spec
+                .source()
+                .read()
+                .map_err(|e| anyhow!("webhook.secret `{name}`: {e}"))?;
+            Some(zeroize::Zeroizing::new(value.as_bytes().to_vec()))
+        }
+        None => None,
+    };
+    Ok(Some(crate::webhook::Webhook::start(hook, key)?))
+}
+
 /// Loads components and policies, opens the state store, and joins them into a gateway.
 pub async fn build_gateway(config: &Config) -> Result<Arc<Gateway>> {
     let (runner, catalog) = load_tools(config).await?;
@@ -185,20 +208,24 @@ pub async fn build_gateway(config: &Config) -> Result<Arc<Gateway>> {
         &config.data_dir,
         config.state.durability,
     )?);
-    Ok(Arc::new(Gateway::new(
-        catalog,
-        policy,
-        runner,
-        GateSettings {
-            environment: config.environment.clone(),
-            default_limits: config.default_limits,
-            ceilings: config.ceilings,
-            args: config.args,
-            idempotency_retention_s: config.state.idempotency_retention.as_secs(),
-        },
-        state,
-        crate::state::Lease::take(&config.data_dir)?,
-    )?))
+    Ok(Arc::new(
+        Gateway::new(
+            catalog,
+            policy,
+            runner,
+            GateSettings {
+                environment: config.environment.clone(),
+                default_limits: config.default_limits,
+                ceilings: config.ceilings,
+                args: config.args,
+                idempotency_retention_s: config.state.idempotency_retention.as_secs(),
+                approval_hold: config.state.approval_hold,
+            },
+            state,
+            crate::state::Lease::take(&config.data_dir)?,
+        )?
+        .with_webhook(webhook_for(config)?),
+    ))
 }
 
 /// 32 random bytes from the OS, hex-encoded.

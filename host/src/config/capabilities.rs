@@ -183,6 +183,16 @@ pub(super) fn resolve(
     })
 }
 
+impl SecretSpec {
+    /// Where the value is read from.
+    pub fn source(&self) -> Box<dyn SecretSource> {
+        match self {
+            SecretSpec::Env(var) => Box::new(EnvSource(var.clone())),
+            SecretSpec::File(path) => Box::new(FileSource(path.clone())),
+        }
+    }
+}
+
 impl CapabilitiesConfig {
     /// Opens everything: reads the secrets, builds the egress settings and the ceilings. Returns
     /// warnings for the operator (secrets without a value).
@@ -190,13 +200,7 @@ impl CapabilitiesConfig {
         let sources: Vec<(String, Box<dyn SecretSource>)> = self
             .secrets
             .iter()
-            .map(|(name, spec)| {
-                let source: Box<dyn SecretSource> = match spec {
-                    SecretSpec::Env(var) => Box::new(EnvSource(var.clone())),
-                    SecretSpec::File(path) => Box::new(FileSource(path.clone())),
-                };
-                (name.clone(), source)
-            })
+            .map(|(name, spec)| (name.clone(), spec.source()))
             .collect();
         let (secrets, warnings) = Secrets::load(sources).map_err(|e| anyhow!(e))?;
         let roots = self

@@ -15,6 +15,7 @@ use crate::state::sqlite::Durability;
 pub(super) struct StateFile {
     durability: Option<String>,
     idempotency_retention: Option<String>,
+    approval_hold: Option<String>,
 }
 
 /// The store's settings.
@@ -23,6 +24,9 @@ pub struct StateConfig {
     pub durability: Durability,
     /// How long an idempotency key's outcome is kept (and the key refused for other calls).
     pub idempotency_retention: Duration,
+    /// How long a call that needs approval is held open waiting for the decision before it is
+    /// answered "pending" (clients without tasks; 0: answer at once).
+    pub approval_hold: Duration,
 }
 
 pub(super) fn resolve(file: StateFile) -> Result<StateConfig> {
@@ -40,9 +44,17 @@ pub(super) fn resolve(file: StateFile) -> Result<StateConfig> {
     {
         bail!("state.idempotency_retention must be between 1s and 90 days");
     }
+    let approval_hold = match &file.approval_hold {
+        Some(v) => parse_duration(v).map_err(|e| anyhow!("state.approval_hold: {e}"))?,
+        None => Duration::ZERO,
+    };
+    if approval_hold > Duration::from_secs(300) {
+        bail!("state.approval_hold must be at most 5m");
+    }
     Ok(StateConfig {
         durability,
         idempotency_retention,
+        approval_hold,
     })
 }
 

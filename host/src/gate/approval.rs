@@ -102,6 +102,9 @@ impl Gateway {
                     .await
                     .map_err(|e| GateError::State(format!("{e:#}")))?;
                 tracing::info!(approval = %approval.id, tool = %approval.tool, principal = %principal.id, "approval requested");
+                if let Some(webhook) = &self.webhook {
+                    webhook.send("approval.requested", event(&approval));
+                }
                 Err(GateError::PendingApproval(Box::new(approval)))
             }
         }
@@ -156,13 +159,51 @@ impl Gateway {
         )))
     }
 
-    /// Tells whoever listens that an approval was decided (or moved on).
+    /// Tells whoever listens that an approval got a vote (and maybe was decided).
     pub fn approval_decided(&self, approval: &Approval) {
-        tracing::info!(
-            approval = %approval.id,
-            status = approval.status.as_str(),
-            votes = approval.votes.len(),
-            "approval vote"
-        );
+        voted(self.webhook.as_ref(), approval);
+    }
+}
+
+/// An approval as a webhook event carries it: what waits, for whom, and where it stands;
+/// never the arguments (they may be secret: approvers read them with the CLI or the admin API).
+pub fn event(a: &Approval) -> serde_json::Value {
+    json!({
+        "id": a.id,
+        "status": a.status,
+        "state": crate::approvals::status_message(a),
+        "tool": a.tool,
+        "component_digest": a.component_digest,
+        "principal": a.principal,
+        "environment": a.environment,
+        "requirement": a.requirement,
+        "plan_hash": a.plan_hash,
+        "policy_digest": a.policy_digest,
+        "created_at": crate::time::rfc3339(a.created_at),
+        "expires_at": crate::time::rfc3339(a.expires_at),
+        "votes": a.votes.iter().map(|v| json!({
+            "approver": v.approver, "approve": v.approve, "reason": v.reason,
+            "at": crate::time::rfc3339(v.at), "origin": v.origin,
+        })).collect::<Vec<_>>(),
+        "show": format!("portcullis approvals show {}", a.id),
+    })
+}
+
+/// Logs a vote and sends its event: `approval.approved`, `approval.denied`, or
+/// `approval.voted` while more approvals are needed.
+pub fn voted(webhook: Option<&crate::webhook::Webhook>, approval: &Approval) {
+    tracing::info!(
+        approval = %approval.id,
+        status = approval.status.as_str(),
+        votes = approval.votes.len(),
+        "approval vote"
+    );
+    let name = match approval.status {
+        ApprovalStatus::Approved => "approval.approved",
+        ApprovalStatus::Denied => "approval.denied",
+        _ => "approval.voted",
+    };
+    if let Some(webhook) = webhook {
+        webhook.send(name, event(approval));
     }
 }

@@ -5,7 +5,7 @@
 //! once; the tool receives exactly those arguments, canonicalised, in an instance that holds
 //! exactly what the decision granted.
 
-mod approval;
+pub mod approval;
 pub mod args;
 mod budget;
 mod error;
@@ -44,6 +44,8 @@ pub struct GateSettings {
     pub args: ArgsCaps,
     /// How long an idempotency key's outcome is kept, in seconds.
     pub idempotency_retention_s: u64,
+    /// How long the MCP layer holds a call that waits for approval before answering "pending".
+    pub approval_hold: std::time::Duration,
 }
 
 /// A call that ran to completion.
@@ -103,6 +105,8 @@ pub struct Gateway {
     owner: Arc<crate::state::Lease>,
     inflight: Arc<idempotency::InFlight>,
     budgets: budget::Budgets,
+    /// Where approval events go, if configured.
+    webhook: Option<crate::webhook::Webhook>,
     requests: AtomicU64,
 }
 
@@ -162,8 +166,15 @@ impl Gateway {
             owner: Arc::new(owner),
             inflight: Arc::default(),
             budgets: budget::Budgets::default(),
+            webhook: None,
             requests: AtomicU64::new(0),
         })
+    }
+
+    /// Sends approval events to `webhook`.
+    pub fn with_webhook(mut self, webhook: Option<crate::webhook::Webhook>) -> Self {
+        self.webhook = webhook;
+        self
     }
 
     /// This process's owner id in the store.

@@ -9,6 +9,7 @@
 // of the revisions clients speak today; rmcp marks its types deprecated.
 #![allow(deprecated)]
 
+mod hold;
 pub mod http;
 mod notices;
 pub mod precheck;
@@ -358,18 +359,38 @@ impl ServerHandler for Handler {
         let tasks = context
             .client_capabilities()
             .is_some_and(|c| c.supports_tasks());
-        let task_args = tasks.then(|| request.arguments.clone()).flatten();
-        let result = self
+        let hold = self.gateway.settings.approval_hold;
+        let keep_args = tasks || !hold.is_zero();
+        let kept_args = keep_args.then(|| request.arguments.clone()).flatten();
+        let mut result = self
             .gateway
             .call(
                 &principal,
                 &request.name,
                 RawArgs::Object(request.arguments),
                 self.transport,
-                key,
+                key.clone(),
                 delivery.as_ref().map(|d| d.notify.clone()),
             )
             .await;
+        if !tasks
+            && let Err(GateError::PendingApproval(approval)) = &result
+            && hold::until_decided(&self.gateway, &approval.id, hold).await
+        {
+            // Decided while held: the identical call again runs it (or reports the denial).
+            result = self
+                .gateway
+                .call(
+                    &principal,
+                    &request.name,
+                    RawArgs::Object(kept_args.clone()),
+                    self.transport,
+                    key,
+                    delivery.as_ref().map(|d| d.notify.clone()),
+                )
+                .await;
+        }
+        let task_args = kept_args;
         if tasks && let Err(GateError::PendingApproval(approval)) = &result {
             if let Some(delivery) = delivery {
                 delivery.finish().await;
