@@ -96,6 +96,9 @@ pub enum Command {
         /// The principal the token is for.
         #[arg(long, default_value = "local")]
         principal: String,
+        /// A token for the admin API (`admin_tokens`) instead of MCP (`tokens`).
+        #[arg(long)]
+        admin: bool,
     },
 }
 
@@ -516,13 +519,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run_one(&config, args).await,
         Command::Policy(command) => policy_command(&config, command),
         Command::Approvals(command) => approvals::run(&config, command).await,
-        Command::Token { principal } => {
+        Command::Token { principal, admin } => {
             let token = random_token()?;
             out(format!("token: {token}"));
             out("Add its hash to the configuration; the token itself is not stored:");
             out("");
             out(format!("[principals.{principal}]"));
-            out(format!("tokens = [\"{}\"]", mcp::http::token_hash(&token)));
+            let key = if *admin { "admin_tokens" } else { "tokens" };
+            out(format!("{key} = [\"{}\"]", mcp::http::token_hash(&token)));
             Ok(ExitCode::SUCCESS)
         }
     }
