@@ -176,23 +176,38 @@ pub async fn vote(
             .transition(id.to_string(), ApprovalStatus::Pending, next)
             .await?;
     }
+    // A denial cast while this approval was being counted still wins.
+    if let Some(raced) = store.approval(id.to_string()).await?
+        && raced.status == ApprovalStatus::Approved
+        && raced.votes.iter().any(|v| !v.approve)
+    {
+        store
+            .transition(
+                id.to_string(),
+                ApprovalStatus::Approved,
+                ApprovalStatus::Denied,
+            )
+            .await?;
+    }
     store
         .approval(id.to_string())
         .await?
         .ok_or_else(|| VoteError::NotFound(id.to_string()))
 }
 
-/// The requester takes a pending approval back.
+/// The requester takes an approval back, pending or approved (not yet used).
 pub async fn withdraw(store: &Arc<dyn Store>, id: &str, requester: &str) -> Result<bool> {
     match store.approval(id.to_string()).await? {
         Some(a) if a.principal == requester => {
-            store
-                .transition(
-                    id.to_string(),
-                    ApprovalStatus::Pending,
-                    ApprovalStatus::Withdrawn,
-                )
-                .await
+            for from in [ApprovalStatus::Pending, ApprovalStatus::Approved] {
+                if store
+                    .transition(id.to_string(), from, ApprovalStatus::Withdrawn)
+                    .await?
+                {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         }
         _ => Ok(false),
     }

@@ -88,6 +88,38 @@ async fn two_hundred_concurrent_calls_with_one_key_run_once() {
 }
 
 #[tokio::test]
+async fn one_key_for_two_plans_at_once_runs_one_and_refuses_the_other() {
+    let s = setup(Options::default());
+    let client = stdio_client(&s).await;
+    let peer = client.peer().clone();
+    let calls = (0..40).map(|i| {
+        let peer = peer.clone();
+        let line = if i % 2 == 0 { "even" } else { "odd" };
+        async move { call_with_key(&peer, "write_file", append(line), "shared").await }
+    });
+    let results = futures::future::join_all(calls).await;
+    let log = std::fs::read_to_string(s.workspace.join("log.txt")).unwrap();
+    assert!(
+        log == "even\n" || log == "odd\n",
+        "exactly one plan ran once: {log:?}"
+    );
+    let winner = log.trim_end();
+    for (i, r) in results.iter().enumerate() {
+        let mine = if i % 2 == 0 { "even" } else { "odd" };
+        if mine == winner {
+            assert_eq!(r.is_error, Some(false), "{}", text(r));
+        } else {
+            assert!(
+                text(r).contains("already used for a different call"),
+                "the other plan never gets the winner's outcome: {}",
+                text(r)
+            );
+        }
+    }
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
 async fn a_key_survives_a_restart_and_a_crash_mid_run_is_in_doubt_never_rerun() {
     let policy = r#"package portcullis
 import rego.v1
@@ -251,6 +283,21 @@ async fn a_fuel_budget_stops_calls_once_spent_and_policy_sees_usage() {
         text(&second)
     );
     assert!(text(&second).contains("fuel"), "{}", text(&second));
+    client.cancel().await.unwrap();
+    // A new gateway process reads the spent budget from the store.
+    let client = stdio_client(&s).await;
+    let third = call(
+        &client,
+        "json_query",
+        json!({"document": {"a": 1}, "path": "$.a"}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        text(&third).contains("rate limit `fuel:bob` reached"),
+        "{}",
+        text(&third)
+    );
     client.cancel().await.unwrap();
 
     // input.usage: the fourth json_query call in an hour is denied by the policy itself.

@@ -227,7 +227,11 @@ pub async fn build_gateway(config: &Config) -> Result<Arc<Gateway>> {
             state,
             crate::state::Lease::take(&config.data_dir)?,
         )?
-        .with_webhook(webhook_for(config)?),
+        .with_webhook(webhook_for(config)?)
+        .with_principals({
+            let config = config.clone();
+            Arc::new(move |id: &str, how: &'static str| config.principal(id, how))
+        }),
     ))
 }
 
@@ -284,12 +288,15 @@ async fn serve(
         let principal = config
             .principal(name, "stdio")
             .with_context(|| format!("no principal `{name}` in the configuration"))?;
+        let state = gateway.state.clone();
         mcp::stdio::serve(
             gateway,
             principal,
             mcp::precheck::MessageCaps::for_args(config.args),
         )
         .await?;
+        // What was queued but not waited for (usage, outcomes) is committed before exit.
+        state.flush().await?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = config.clone();
@@ -344,7 +351,9 @@ async fn serve(
             }
         });
     }
+    let state = gateway.state.clone();
     mcp::http::serve(gateway, &config, listener).await?;
+    state.flush().await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -416,6 +425,8 @@ async fn call(
     out(serde_json::to_string_pretty(
         &json!({ "principal": principal.id, "tool": tool, "decision": decision, "outcome": outcome }),
     )?);
+    // The outcome of a keyed call and the run's usage are queued to the store: commit them.
+    gateway.state.flush().await?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

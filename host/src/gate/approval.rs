@@ -71,6 +71,10 @@ impl Gateway {
             .await
             .map_err(|e| GateError::State(format!("{e:#}")))?;
         match existing {
+            // A denial stands even if it raced an approving vote (fail closed).
+            Some(approval) if live(&approval, at) && approval.votes.iter().any(|v| !v.approve) => {
+                Err(GateError::ApprovalDenied(Box::new(approval)))
+            }
             Some(approval) if live(&approval, at) => {
                 if approval.votes.iter().any(|v| v.approve) {
                     let given = seen(&approval);

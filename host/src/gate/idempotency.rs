@@ -38,7 +38,8 @@ enum Slot {
     Released,
 }
 
-type Keys = HashMap<(String, String), watch::Sender<Slot>>;
+/// Per key in flight: the plan running under it, and its watchers.
+type Keys = HashMap<(String, String), (String, watch::Sender<Slot>)>;
 
 /// The keys in flight in this process.
 #[derive(Default)]
@@ -61,6 +62,10 @@ pub struct KeyGuard {
     inflight: Arc<InFlight>,
     principal: String,
     key: String,
+    /// This process's owner id: the store only changes records this process owns.
+    owner: String,
+    /// The store holds this call's intent.
+    armed: bool,
     started: bool,
     done: bool,
 }
@@ -82,9 +87,12 @@ impl KeyGuard {
     pub fn finish(mut self, outcome: StoredOutcome) {
         self.done = true;
         let outcome = Arc::new(outcome);
-        let stored =
-            self.store
-                .finish(self.principal.clone(), self.key.clone(), (*outcome).clone());
+        let stored = self.store.finish(
+            self.principal.clone(),
+            self.key.clone(),
+            self.owner.clone(),
+            (*outcome).clone(),
+        );
         self.settle(Slot::Done(outcome));
         tokio::spawn(async move {
             if let Err(e) = stored.await {
@@ -95,7 +103,7 @@ impl KeyGuard {
 
     fn settle(&self, slot: Slot) {
         let mut keys = self.inflight.keys.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(tx) = keys.remove(&(self.principal.clone(), self.key.clone())) {
+        if let Some((_, tx)) = keys.remove(&(self.principal.clone(), self.key.clone())) {
             tx.send_replace(slot);
         }
     }
@@ -106,16 +114,20 @@ impl Drop for KeyGuard {
         if self.done {
             return;
         }
+        self.settle(Slot::Released);
+        if !self.armed {
+            // Dropped while the intent was being recorded: if the store recorded it, it stays
+            // "running" for this process, which then reports the key in doubt (never a re-run).
+            return;
+        }
         let (principal, key) = (self.principal.clone(), self.key.clone());
         if self.started {
             // The run began and its outcome is lost (the call was cancelled mid-run): the
             // record stays "running" for this process, which reports it in doubt from now on.
             tracing::warn!(principal = %principal, "a keyed call stopped mid-run; its key is in doubt");
-            self.settle(Slot::Released);
             return;
         }
-        let release = self.store.release(principal, key);
-        self.settle(Slot::Released);
+        let release = self.store.release(principal, key, self.owner.clone());
         tokio::spawn(async move {
             if let Err(e) = release.await {
                 tracing::warn!("releasing an idempotency key failed: {e:#}");
@@ -147,9 +159,17 @@ impl InFlight {
             let waiting = {
                 let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
                 match keys.get(&id) {
-                    Some(tx) => Some(tx.subscribe()),
+                    // Another plan runs under this key here: that is a conflict, not a wait.
+                    Some((theirs, _)) if theirs != plan_hash => {
+                        return Err(GateError::KeyConflict {
+                            key: key.to_string(),
+                            plan_hash: theirs.clone(),
+                        });
+                    }
+                    Some((_, tx)) => Some(tx.subscribe()),
                     None => {
-                        keys.insert(id.clone(), watch::Sender::new(Slot::Running));
+                        let tx = watch::Sender::new(Slot::Running);
+                        keys.insert(id.clone(), (plan_hash.to_string(), tx));
                         None
                     }
                 }
@@ -170,6 +190,8 @@ impl InFlight {
                 inflight: self.clone(),
                 principal: principal.to_string(),
                 key: key.to_string(),
+                owner: owner.to_string(),
+                armed: false,
                 started: false,
                 done: false,
             };
@@ -184,6 +206,7 @@ impl InFlight {
             };
             let begun = store.begin(intent).await;
             if matches!(begun, Ok(Begin::Fresh)) {
+                guard.armed = true;
                 return Ok(Started::Owner(guard));
             }
             // The store holds no intent of ours: settle the waiters with what it said.
@@ -221,7 +244,7 @@ impl InFlight {
                     since,
                 }) if theirs != owner => {
                     if let Err(e) = store
-                        .abandon(principal.to_string(), key.to_string(), theirs)
+                        .abandon(principal.to_string(), key.to_string(), theirs, now())
                         .await
                     {
                         tracing::warn!("marking an interrupted run in doubt failed: {e:#}");

@@ -68,6 +68,9 @@ pub struct KeyUse {
     pub replayed: bool,
 }
 
+/// Finds a configured principal by id and authentication method.
+pub type PrincipalLookup = dyn Fn(&str, &'static str) -> Option<Principal> + Send + Sync;
+
 /// How the caller reached the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
@@ -107,6 +110,8 @@ pub struct Gateway {
     budgets: budget::Budgets,
     /// Where approval events go, if configured.
     webhook: Option<crate::webhook::Webhook>,
+    /// The configured principals, for calls run later on someone's behalf (tasks).
+    principals: Option<Arc<PrincipalLookup>>,
     requests: AtomicU64,
 }
 
@@ -167,8 +172,20 @@ impl Gateway {
             inflight: Arc::default(),
             budgets: budget::Budgets::default(),
             webhook: None,
+            principals: None,
             requests: AtomicU64::new(0),
         })
+    }
+
+    /// Looks principals up with `lookup` (by id and how they authenticated).
+    pub fn with_principals(mut self, lookup: Arc<PrincipalLookup>) -> Self {
+        self.principals = Some(lookup);
+        self
+    }
+
+    /// The principal `id` as configured now, if it still is.
+    pub fn current_principal(&self, id: &str, how: &'static str) -> Option<Principal> {
+        self.principals.as_ref().and_then(|lookup| lookup(id, how))
     }
 
     /// Sends approval events to `webhook`.

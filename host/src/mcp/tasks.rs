@@ -39,7 +39,9 @@ fn requester(principal: &Principal) -> Value {
     json!(principal)
 }
 
-fn principal_of(value: &Value) -> Option<Principal> {
+/// The requester as configured *now* (roles and claims may have changed since the task was
+/// made; a principal no longer configured runs nothing).
+fn principal_of(gateway: &Gateway, value: &Value) -> Option<Principal> {
     let how = match value.get("authenticated_by")?.as_str()? {
         "stdio" => "stdio",
         "token" => "token",
@@ -47,12 +49,7 @@ fn principal_of(value: &Value) -> Option<Principal> {
         "cli" => "cli",
         _ => return None,
     };
-    Some(Principal {
-        id: value.get("id")?.as_str()?.to_string(),
-        roles: serde_json::from_value(value.get("roles")?.clone()).ok()?,
-        claims: value.get("claims")?.as_object()?.clone(),
-        authenticated_by: how,
-    })
+    gateway.current_principal(value.get("id")?.as_str()?, how)
 }
 
 /// Records a task for a call that waits for `approval`.
@@ -166,20 +163,26 @@ pub async fn get(
 /// `tasks/cancel`: the requester withdraws the approval; a task already running finishes.
 pub async fn cancel(gateway: &Gateway, principal: &Principal, id: &str) -> Result<(), ErrorData> {
     let record = owned(gateway, principal, id).await?;
-    if record.state != TaskState::Waiting {
-        return Ok(());
-    }
-    withdraw(&gateway.state, &record.approval_id, &principal.id)
+    // The task first (only a waiting one can be cancelled; one the gateway already started
+    // finishes), then its approval, pending or approved, so that nothing can use it.
+    let cancelled = gateway
+        .state
+        .move_task(
+            record.id.clone(),
+            TaskState::Waiting,
+            TaskState::Cancelled,
+            None,
+            Some("cancelled by the requester; the approval is withdrawn".into()),
+            None,
+            now(),
+        )
         .await
         .map_err(internal)?;
-    end(
-        gateway,
-        &record,
-        TaskState::Cancelled,
-        Some("cancelled by the requester; the approval is withdrawn".into()),
-        None,
-    )
-    .await;
+    if cancelled {
+        withdraw(&gateway.state, &record.approval_id, &principal.id)
+            .await
+            .map_err(internal)?;
+    }
     Ok(())
 }
 
@@ -321,16 +324,17 @@ pub async fn advance(gateway: &Arc<Gateway>, record: TaskRecord) {
 
 /// Runs the approved call as its requester, under the key `task:<id>`, and records the result.
 async fn run(gateway: &Arc<Gateway>, record: TaskRecord) {
-    let Some(principal) = principal_of(&record.requester) else {
+    let Some(principal) = principal_of(gateway, &record.requester) else {
+        let text = format!(
+            "the requester `{}` is no longer a configured principal; nothing ran",
+            record.principal
+        );
         end(
             gateway,
             &record,
-            TaskState::Failed,
+            TaskState::Completed,
             None,
-            Some(json!(ErrorData::internal_error(
-                "the task's requester is unreadable",
-                None
-            ))),
+            Some(error_result(text)),
         )
         .await;
         return;

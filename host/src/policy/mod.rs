@@ -83,7 +83,7 @@ struct Prepared {
     modules: Vec<(String, String)>,
     /// `sha256:` over every file (name and bytes) and the gateway's data: the bundle's identity.
     digest: Arc<str>,
-    /// Whether any module reads `input.usage` (only then is usage looked up per call).
+    /// Whether any module mentions `usage` (only then is usage looked up per call).
     reads_usage: bool,
 }
 
@@ -152,7 +152,10 @@ fn prepare(
         .clone()
         .compile_with_entrypoint(&entry)
         .map_err(|e| anyhow!("compiling `{DECISION_RULE}` (is it defined?): {e}"))?;
-    let reads_usage = modules.iter().any(|(_, text)| text.contains("input.usage"));
+    // Any mention of `usage` (`input.usage`, `input["usage"]`, an alias's `.usage`) counts:
+    // supplying usage to a policy that does not read it costs a store read, while withholding
+    // it from one that does would silently disable its rules.
+    let reads_usage = modules.iter().any(|(_, text)| text.contains("usage"));
     Ok(Prepared {
         engine,
         pool: Mutex::new(Vec::new()),

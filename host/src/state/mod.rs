@@ -49,12 +49,20 @@ pub trait Store: TaskStore + Send + Sync + 'static {
 
     /// Records `intent` unless a live record holds the key (see [`Begin`]).
     fn begin(&self, intent: Intent) -> Pending<Begin>;
-    /// Marks the run `owner` left running under the key as in doubt (its process died).
-    fn abandon(&self, principal: String, key: String, owner: String) -> Pending<()>;
-    /// Stores the outcome of the run `begin` allowed.
-    fn finish(&self, principal: String, key: String, outcome: StoredOutcome) -> Pending<()>;
-    /// Forgets an intent whose plan did not run (denied, pending approval, over a limit).
-    fn release(&self, principal: String, key: String) -> Pending<()>;
+    /// Marks the run `owner` left running under the key as in doubt (its process died); the
+    /// record is kept for its retention from `now`.
+    fn abandon(&self, principal: String, key: String, owner: String, now: Secs) -> Pending<()>;
+    /// Stores the outcome of the run `begin` allowed `owner`; the record is kept for its
+    /// retention from `outcome.finished_at`.
+    fn finish(
+        &self,
+        principal: String,
+        key: String,
+        owner: String,
+        outcome: StoredOutcome,
+    ) -> Pending<()>;
+    /// Forgets `owner`'s intent whose plan did not run (denied, pending approval, over a limit).
+    fn release(&self, principal: String, key: String, owner: String) -> Pending<()>;
 
     // --- rates and usage ---------------------------------------------------------------------
 
@@ -72,6 +80,8 @@ pub trait Store: TaskStore + Send + Sync + 'static {
         charges: Vec<Charge>,
         now: Secs,
     ) -> Pending<()>;
+    /// Resolves once everything queued before it is committed (at shutdown).
+    fn flush(&self) -> Pending<()>;
     /// Calls and fuel of `principal` (and of it with `tool`) over the last minute, hour, day.
     fn usage(&self, principal: String, tool: String, now: Secs) -> Pending<Usage>;
 

@@ -61,8 +61,12 @@ impl Lease {
         let Some(file_path) = self.dir.as_deref().and_then(|d| path(d, owner)) else {
             return false;
         };
-        let Ok(file) = File::open(&file_path) else {
-            return false;
+        let file = match File::open(&file_path) {
+            Ok(file) => file,
+            // No lock file: that process ended (and removed it) or never existed.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+            // Cannot tell (out of descriptors, permissions): assume alive, never take over.
+            Err(_) => return true,
         };
         match flock(&file, FlockOperation::NonBlockingLockShared) {
             Ok(()) => {

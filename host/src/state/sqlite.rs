@@ -141,17 +141,32 @@ fn serve(conn: &Connection, queue: &mpsc::Receiver<Job>) {
             tracing::error!("state store: cannot begin a transaction: {e}");
             continue; // dropping the jobs answers each caller with an error
         }
-        let deliveries: Vec<Deliver> = group.into_iter().map(|job| job(conn)).collect();
-        if swept.elapsed() >= SWEEP_EVERY {
+        let mut deliveries: Vec<Deliver> = Vec::with_capacity(group.len());
+        let mut jobs = group.into_iter();
+        for job in jobs.by_ref() {
+            deliveries.push(job(conn));
+            if conn.is_autocommit() {
+                // SQLite rolled the whole transaction back (disk full, I/O error): nothing of
+                // this group is committed, and the rest must not run outside a transaction.
+                break;
+            }
+        }
+        let lost = conn.is_autocommit();
+        drop(jobs); // the jobs not run answer their callers with an error
+        if !lost && swept.elapsed() >= SWEEP_EVERY {
             swept = Instant::now();
             if let Err(e) = in_savepoint(conn, |c| sweep(c, now())) {
                 tracing::warn!("state store: sweeping expired records failed: {e:#}");
             }
         }
-        let committed = conn.execute_batch("COMMIT").map_err(|e| {
-            let _ = conn.execute_batch("ROLLBACK");
-            e.to_string()
-        });
+        let committed = if lost {
+            Err("the transaction was rolled back by SQLite".to_string())
+        } else {
+            conn.execute_batch("COMMIT").map_err(|e| {
+                let _ = conn.execute_batch("ROLLBACK");
+                e.to_string()
+            })
+        };
         if let Err(e) = &committed {
             tracing::error!("state store: commit failed: {e}");
         }
@@ -371,26 +386,34 @@ impl Store for SqliteStore {
         })
     }
 
-    fn abandon(&self, principal: String, key: String, owner: String) -> Pending<()> {
+    fn abandon(&self, principal: String, key: String, owner: String, now: Secs) -> Pending<()> {
         self.run(move |conn| {
             conn.prepare_cached(
-                "UPDATE idempotency SET status = 'in_doubt'
+                "UPDATE idempotency SET status = 'in_doubt', expires_at = ?4 + (expires_at - created_at)
                  WHERE principal = ?1 AND key = ?2 AND owner = ?3 AND status = 'running'",
             )?
-            .execute(params![principal, key, owner])?;
+            .execute(params![principal, key, owner, now])?;
             Ok(())
         })
     }
 
-    fn finish(&self, principal: String, key: String, outcome: StoredOutcome) -> Pending<()> {
+    fn finish(
+        &self,
+        principal: String,
+        key: String,
+        owner: String,
+        outcome: StoredOutcome,
+    ) -> Pending<()> {
         self.run(move |conn| {
             conn.prepare_cached(
-                "UPDATE idempotency SET status = 'done', outcome = ?3, updated_at = ?4
-                 WHERE principal = ?1 AND key = ?2 AND status = 'running'",
+                "UPDATE idempotency SET status = 'done', outcome = ?4, updated_at = ?5,
+                   expires_at = ?5 + (expires_at - created_at)
+                 WHERE principal = ?1 AND key = ?2 AND owner = ?3 AND status = 'running'",
             )?
             .execute(params![
                 principal,
                 key,
+                owner,
                 json_text(&outcome)?,
                 outcome.finished_at
             ])?;
@@ -398,12 +421,13 @@ impl Store for SqliteStore {
         })
     }
 
-    fn release(&self, principal: String, key: String) -> Pending<()> {
+    fn release(&self, principal: String, key: String, owner: String) -> Pending<()> {
         self.run(move |conn| {
             conn.prepare_cached(
-                "DELETE FROM idempotency WHERE principal = ?1 AND key = ?2 AND status = 'running'",
+                "DELETE FROM idempotency
+                 WHERE principal = ?1 AND key = ?2 AND owner = ?3 AND status = 'running'",
             )?
-            .execute(params![principal, key])?;
+            .execute(params![principal, key, owner])?;
             Ok(())
         })
     }
@@ -457,6 +481,10 @@ impl Store for SqliteStore {
             }
             Ok(())
         })
+    }
+
+    fn flush(&self) -> Pending<()> {
+        self.run(|_| Ok(()))
     }
 
     fn usage(&self, principal: String, tool: String, now: Secs) -> Pending<Usage> {

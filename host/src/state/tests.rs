@@ -36,7 +36,7 @@ async fn a_key_runs_once_conflicts_on_another_plan_and_expires() {
         }
     );
     store
-        .finish("p".into(), "k".into(), outcome("x"))
+        .finish("p".into(), "k".into(), "me".into(), outcome("x"))
         .await
         .unwrap();
     assert_eq!(
@@ -72,7 +72,7 @@ async fn a_run_of_another_process_without_an_outcome_is_in_doubt_for_good() {
     );
     // Its process is gone: the gate abandons the run, which stays in doubt.
     store
-        .abandon("p".into(), "k".into(), "old".into())
+        .abandon("p".into(), "k".into(), "old".into(), 20)
         .await
         .unwrap();
     assert_eq!(
@@ -81,7 +81,7 @@ async fn a_run_of_another_process_without_an_outcome_is_in_doubt_for_good() {
     );
     // A finish arriving late does not turn it into "done".
     store
-        .finish("p".into(), "k".into(), outcome("x"))
+        .finish("p".into(), "k".into(), "old".into(), outcome("x"))
         .await
         .unwrap();
     assert_eq!(
@@ -93,7 +93,19 @@ async fn a_run_of_another_process_without_an_outcome_is_in_doubt_for_good() {
         store.begin(intent("j", "a", "new", 30)).await.unwrap(),
         Begin::Fresh
     );
-    store.release("p".into(), "j".into()).await.unwrap();
+    // Only the owner's release counts.
+    store
+        .release("p".into(), "j".into(), "other".into())
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.begin(intent("j", "a", "x", 30)).await.unwrap(),
+        Begin::Running { .. }
+    ));
+    store
+        .release("p".into(), "j".into(), "new".into())
+        .await
+        .unwrap();
     assert_eq!(
         store.begin(intent("j", "b", "new", 31)).await.unwrap(),
         Begin::Fresh
