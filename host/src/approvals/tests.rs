@@ -45,7 +45,10 @@ fn pending(id: &str, approvers: u32, ttl: u64) -> Approval {
 
 async fn store_with(approval: Approval) -> Arc<dyn Store> {
     let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
-    store.create_approval(approval).await.unwrap();
+    assert_eq!(
+        store.create_approval(approval, 10).await.unwrap(),
+        crate::state::Created::New
+    );
     store
 }
 
@@ -176,4 +179,32 @@ async fn self_approval_counts_only_when_the_requirement_allows_it() {
     let mut strict = a.requirement.clone();
     strict.allow_self = false;
     assert!(!satisfied(&strict, &a.principal, &a.votes));
+}
+
+#[tokio::test]
+async fn identical_calls_share_one_live_approval_and_a_principal_has_a_cap() {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::in_memory().unwrap());
+    let first = pending("ap_a", 1, 60);
+    assert_eq!(
+        store.create_approval(first.clone(), 2).await.unwrap(),
+        crate::state::Created::New
+    );
+    let mut twin = pending("ap_b", 1, 60);
+    twin.plan_hash = first.plan_hash.clone();
+    match store.create_approval(twin, 2).await.unwrap() {
+        crate::state::Created::Existing(live) => assert_eq!(live.id, "ap_a"),
+        other => panic!("{other:?}"),
+    }
+    let mut other = pending("ap_c", 1, 60);
+    other.plan_hash = "sha256:other".into();
+    assert_eq!(
+        store.create_approval(other, 2).await.unwrap(),
+        crate::state::Created::New
+    );
+    let mut third = pending("ap_d", 1, 60);
+    third.plan_hash = "sha256:third".into();
+    assert_eq!(
+        store.create_approval(third, 2).await.unwrap(),
+        crate::state::Created::TooMany(2)
+    );
 }

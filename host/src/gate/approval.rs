@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::approvals::satisfied;
 use crate::policy::Principal;
 use crate::policy::types::{ApprovalRequirement, ApprovalSeen};
-use crate::state::{Approval, ApprovalStatus, Secs, now};
+use crate::state::{Approval, ApprovalStatus, Created, Secs, now};
 
 use super::{GateError, Gateway, Plan};
 
@@ -20,6 +20,9 @@ use super::{GateError, Gateway, Plan};
 pub const DEFAULT_TTL_S: u64 = 3600;
 /// The longest lifetime a requirement may ask for: seven days.
 pub const MAX_TTL_S: u64 = 7 * 24 * 3600;
+/// Live pending approvals one principal may have at once: more calls that need approval are
+/// refused until some are decided (an agent cannot flood the approvers' queue).
+pub const MAX_PENDING_PER_PRINCIPAL: u32 = 100;
 
 /// What the approval stage lets through: the approval to consume, if the run uses one.
 pub struct Admitted {
@@ -101,10 +104,23 @@ impl Gateway {
             }
             _ => {
                 let approval = self.new_approval(principal, plan, requirement, at)?;
-                store
-                    .create_approval(approval.clone())
+                let created = store
+                    .create_approval(approval.clone(), MAX_PENDING_PER_PRINCIPAL)
                     .await
                     .map_err(|e| GateError::State(format!("{e:#}")))?;
+                match created {
+                    Created::New => {}
+                    // An identical call made at the same moment asked first: share its approval.
+                    Created::Existing(live) => return Err(GateError::PendingApproval(live)),
+                    Created::TooMany(n) => {
+                        return Err(GateError::Denied {
+                            reasons: vec![format!(
+                                "{n} of your calls already wait for approval (the most is {MAX_PENDING_PER_PRINCIPAL}); wait for them to be decided"
+                            )],
+                            plan_hash: plan.plan_hash.clone(),
+                        });
+                    }
+                }
                 tracing::info!(approval = %approval.id, tool = %approval.tool, principal = %principal.id, "approval requested");
                 if let Some(webhook) = &self.webhook {
                     webhook.send("approval.requested", event(&approval));

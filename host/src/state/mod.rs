@@ -10,10 +10,12 @@
 //! connection on a thread of its own (blocking I/O never runs on the async executor), with
 //! group commit: everything queued while a transaction commits goes into the next one.
 
+mod approvals;
 mod owners;
 mod records;
 mod schema;
 pub mod sqlite;
+mod sqlite_approvals;
 mod sqlite_tasks;
 mod tasks;
 
@@ -23,6 +25,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
 
+pub use approvals::{ApprovalStore, Created};
 pub use owners::Lease;
 pub use tasks::{TaskRecord, TaskState, TaskStore};
 
@@ -44,7 +47,7 @@ pub fn now() -> Secs {
 }
 
 /// The governance store. Every method is one transaction; none blocks the caller's thread.
-pub trait Store: TaskStore + Send + Sync + 'static {
+pub trait Store: ApprovalStore + TaskStore + Send + Sync + 'static {
     // --- idempotency ------------------------------------------------------------------------
 
     /// Records `intent` unless a live record holds the key (see [`Begin`]).
@@ -84,22 +87,6 @@ pub trait Store: TaskStore + Send + Sync + 'static {
     fn flush(&self) -> Pending<()>;
     /// Calls and fuel of `principal` (and of it with `tool`) over the last minute, hour, day.
     fn usage(&self, principal: String, tool: String, now: Secs) -> Pending<Usage>;
-
-    // --- approvals ---------------------------------------------------------------------------
-
-    /// The newest approval for exactly this plan under exactly this policy bundle.
-    fn approval_for(&self, plan_hash: String, policy_digest: String) -> Pending<Option<Approval>>;
-    /// Stores a new pending approval (its `votes` are ignored).
-    fn create_approval(&self, approval: Approval) -> Pending<()>;
-    fn approval(&self, id: String) -> Pending<Option<Approval>>;
-    /// Approvals, newest first; only those in `status` when given.
-    fn approvals(&self, status: Option<ApprovalStatus>, limit: u32) -> Pending<Vec<Approval>>;
-    /// Adds a vote if the approval is still pending, unexpired at `vote.at`, and the approver
-    /// has not voted: `false` when it was not added.
-    fn add_vote(&self, id: String, vote: Vote) -> Pending<bool>;
-    /// Moves the approval from `from` to `to`: `false` when it was not in `from` (someone else
-    /// moved it first).
-    fn transition(&self, id: String, from: ApprovalStatus, to: ApprovalStatus) -> Pending<bool>;
 }
 
 #[cfg(test)]

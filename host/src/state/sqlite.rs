@@ -14,10 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::records::{
-    Approval, ApprovalStatus, Begin, Charge, Exceeded, Intent, Secs, Spans, StoredOutcome, Usage,
-    Vote, Windows,
-};
+use super::records::{Begin, Charge, Exceeded, Intent, Secs, Spans, StoredOutcome, Usage, Windows};
 use super::{Pending, Store, now, schema};
 
 /// How hard a commit is made durable.
@@ -238,106 +235,6 @@ pub(super) fn parse<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> R
     serde_json::from_str(text).with_context(|| format!("the stored {what} is not readable"))
 }
 
-const APPROVAL_COLUMNS: &str = "id, plan_hash, policy_digest, tool, component, component_digest, \
-     principal, environment, args, annotations, requirement, reasons, grants, status, created_at, \
-     expires_at";
-
-fn approval_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<[String; 14]> {
-    let mut text: [String; 14] = Default::default();
-    for (i, slot) in text.iter_mut().enumerate() {
-        *slot = row.get(i)?;
-    }
-    Ok(text)
-}
-
-fn read_approvals(
-    conn: &Connection,
-    sql: &str,
-    args: impl rusqlite::Params,
-) -> Result<Vec<Approval>> {
-    let mut statement = conn.prepare_cached(sql)?;
-    let rows = statement.query_map(args, |row| {
-        Ok((
-            approval_row(row)?,
-            row.get::<_, u64>(14)?,
-            row.get::<_, u64>(15)?,
-        ))
-    })?;
-    let mut approvals = Vec::new();
-    for row in rows {
-        let (t, created_at, expires_at) = row?;
-        let [
-            id,
-            plan_hash,
-            policy_digest,
-            tool,
-            component,
-            component_digest,
-            principal,
-            environment,
-            args,
-            annotations,
-            requirement,
-            reasons,
-            grants,
-            status,
-        ] = t;
-        let status = ApprovalStatus::parse(&status)
-            .ok_or_else(|| anyhow!("approval {id} has an unknown status `{status}`"))?;
-        let votes = votes(conn, &id)?;
-        approvals.push(Approval {
-            plan_hash,
-            policy_digest,
-            tool,
-            component,
-            component_digest,
-            principal,
-            environment,
-            args: parse(&args, "arguments")?,
-            annotations: parse(&annotations, "annotations")?,
-            requirement: parse(&requirement, "requirement")?,
-            reasons: parse(&reasons, "reasons")?,
-            grants: parse(&grants, "grants")?,
-            status,
-            created_at,
-            expires_at,
-            votes,
-            id,
-        });
-    }
-    Ok(approvals)
-}
-
-fn votes(conn: &Connection, id: &str) -> Result<Vec<Vote>> {
-    let mut statement = conn.prepare_cached(
-        "SELECT approver, roles, approve, reason, at, origin FROM approval_votes
-         WHERE approval_id = ?1 ORDER BY at, approver",
-    )?;
-    let rows = statement.query_map(params![id], |row| {
-        Ok((
-            row.get::<_, String>(0)?,
-            row.get::<_, String>(1)?,
-            row.get::<_, bool>(2)?,
-            row.get::<_, Option<String>>(3)?,
-            row.get::<_, u64>(4)?,
-            row.get::<_, String>(5)?,
-        ))
-    })?;
-    let mut votes = Vec::new();
-    for row in rows {
-        let (approver, roles, approve, reason, at, origin) = row?;
-        votes.push(Vote {
-            approver,
-            roles: parse(&roles, "approver roles")?,
-            approve,
-            reason,
-            at,
-            origin,
-        });
-    }
-    Ok(votes)
-}
-
 impl Store for SqliteStore {
     fn begin(&self, intent: Intent) -> Pending<Begin> {
         self.run(move |conn| {
@@ -522,99 +419,6 @@ impl Store for SqliteStore {
                     fuel: spans(9),
                 },
             })
-        })
-    }
-
-    fn approval_for(&self, plan_hash: String, policy_digest: String) -> Pending<Option<Approval>> {
-        self.run(move |conn| {
-            let sql = format!(
-                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE plan_hash = ?1 AND policy_digest = ?2
-                 ORDER BY seq DESC LIMIT 1"
-            );
-            Ok(read_approvals(conn, &sql, params![plan_hash, policy_digest])?.pop())
-        })
-    }
-
-    fn create_approval(&self, a: Approval) -> Pending<()> {
-        self.run(move |conn| {
-            conn.prepare_cached(
-                "INSERT INTO approvals (id, plan_hash, policy_digest, tool, component, component_digest,
-                   principal, environment, args, annotations, requirement, reasons, grants, status,
-                   created_at, expires_at, seq)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16,
-                   (SELECT coalesce(max(seq), 0) + 1 FROM approvals))",
-            )?
-            .execute(params![
-                a.id,
-                a.plan_hash,
-                a.policy_digest,
-                a.tool,
-                a.component,
-                a.component_digest,
-                a.principal,
-                a.environment,
-                json_text(&a.args)?,
-                json_text(&a.annotations)?,
-                json_text(&a.requirement)?,
-                json_text(&a.reasons)?,
-                json_text(&a.grants)?,
-                a.status.as_str(),
-                a.created_at,
-                a.expires_at,
-            ])?;
-            Ok(())
-        })
-    }
-
-    fn approval(&self, id: String) -> Pending<Option<Approval>> {
-        self.run(move |conn| {
-            let sql = format!("SELECT {APPROVAL_COLUMNS} FROM approvals WHERE id = ?1");
-            Ok(read_approvals(conn, &sql, params![id])?.pop())
-        })
-    }
-
-    fn approvals(&self, status: Option<ApprovalStatus>, limit: u32) -> Pending<Vec<Approval>> {
-        self.run(move |conn| {
-            let sql = format!(
-                "SELECT {APPROVAL_COLUMNS} FROM approvals WHERE ?1 IS NULL OR status = ?1
-                 ORDER BY seq DESC LIMIT ?2"
-            );
-            read_approvals(
-                conn,
-                &sql,
-                params![status.map(ApprovalStatus::as_str), limit],
-            )
-        })
-    }
-
-    fn add_vote(&self, id: String, vote: Vote) -> Pending<bool> {
-        self.run(move |conn| {
-            let added = conn
-                .prepare_cached(
-                    "INSERT INTO approval_votes (approval_id, approver, roles, approve, reason, at, origin)
-                     SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (
-                       SELECT 1 FROM approvals WHERE id = ?1 AND status = 'pending' AND expires_at > ?6)
-                     ON CONFLICT DO NOTHING",
-                )?
-                .execute(params![
-                    id,
-                    vote.approver,
-                    json_text(&vote.roles)?,
-                    vote.approve,
-                    vote.reason,
-                    vote.at,
-                    vote.origin
-                ])?;
-            Ok(added == 1)
-        })
-    }
-
-    fn transition(&self, id: String, from: ApprovalStatus, to: ApprovalStatus) -> Pending<bool> {
-        self.run(move |conn| {
-            let moved = conn
-                .prepare_cached("UPDATE approvals SET status = ?3 WHERE id = ?1 AND status = ?2")?
-                .execute(params![id, from.as_str(), to.as_str()])?;
-            Ok(moved == 1)
         })
     }
 }
