@@ -82,9 +82,20 @@ impl Gateway {
                 if approval.votes.iter().any(|v| v.approve) {
                     let given = seen(&approval);
                     self.redecide(principal, plan, &given)?;
+                    if !plan.decision.allow {
+                        // Seeing the approvals, the policy denies: that is the answer.
+                        let mut reasons = plan.decision.reasons.clone();
+                        if reasons.is_empty() {
+                            reasons.push("denied by policy (no reason given)".into());
+                        }
+                        return Err(GateError::Denied {
+                            reasons,
+                            plan_hash: plan.plan_hash.clone(),
+                        });
+                    }
                     let still = plan.decision.requires_approval.clone();
                     let met = match &still {
-                        None => plan.decision.allow,
+                        None => true,
                         Some(now_required) => {
                             satisfied(now_required, &principal.id, &approval.votes)
                         }
