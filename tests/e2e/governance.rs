@@ -390,3 +390,40 @@ decision := {"allow": true, "requires_approval": {"approvers": 1, "reason": "hel
     assert_eq!(result.is_error, Some(false), "{}", text(&result));
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn policy_sees_the_approvals_given_and_may_still_deny() {
+    let policy = r#"package portcullis
+import rego.v1
+default decision := {"allow": false}
+decision := {"allow": true} if input.action == "list"
+sam_approved if {
+	some a in input.approvals
+	a.approver == "sam"
+	"sre" in a.roles
+}
+decision := {"allow": false, "reasons": ["approvals from sam are not accepted for this tool"]} if {
+	input.action == "call"
+	sam_approved
+}
+decision := {"allow": true, "requires_approval": {"approvers": 1, "reason": "one"}} if {
+	input.action == "call"
+	not sam_approved
+}
+"#;
+    let s = crate::gateway::setup(crate::gateway::Options {
+        policy: Some(policy),
+        extra: "[principals.sam]\nroles = [\"sre\"]\n",
+        ..Default::default()
+    });
+    let client = stdio_client(&s).await;
+    let first = call(&client, "hash", json!({"text": "a"})).await.unwrap();
+    approve(&s, &approval_id(&first), "sam");
+    let after = call(&client, "hash", json!({"text": "a"})).await.unwrap();
+    assert_eq!(after.is_error, Some(true));
+    assert_eq!(
+        text(&after),
+        "denied by policy: approvals from sam are not accepted for this tool"
+    );
+    client.cancel().await.unwrap();
+}
