@@ -20,7 +20,7 @@ use crate::state::{Approval, ApprovalStatus, Store, Vote, now};
 pub enum VoteError {
     #[error("no approval `{0}`")]
     NotFound(String),
-    #[error("approval {id} is {status}; only a pending approval takes votes")]
+    #[error("approval {id} is {status}; only a pending or approved (unused) approval takes votes")]
     NotPending { id: String, status: &'static str },
     #[error("approval {0} has expired")]
     Expired(String),
@@ -123,7 +123,12 @@ pub async fn vote(
         .approval(id.to_string())
         .await?
         .ok_or_else(|| VoteError::NotFound(id.to_string()))?;
-    if approval.status != ApprovalStatus::Pending {
+    // An approved approval still takes votes until it is used: policy, seeing the approvals,
+    // may ask for more than the requirement it first gave.
+    if !matches!(
+        approval.status,
+        ApprovalStatus::Pending | ApprovalStatus::Approved
+    ) {
         return Err(VoteError::NotPending {
             id: approval.id,
             status: approval.status.as_str(),
@@ -172,9 +177,14 @@ pub async fn vote(
         None
     };
     if let Some(next) = next {
-        store
+        let moved = store
             .transition(id.to_string(), ApprovalStatus::Pending, next)
             .await?;
+        if !moved && next == ApprovalStatus::Denied {
+            store
+                .transition(id.to_string(), ApprovalStatus::Approved, next)
+                .await?;
+        }
     }
     // A denial cast while this approval was being counted still wins.
     if let Some(raced) = store.approval(id.to_string()).await?

@@ -427,3 +427,35 @@ decision := {"allow": true, "requires_approval": {"approvers": 1, "reason": "one
     );
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn policy_may_ask_for_more_approvals_once_it_sees_them() {
+    // One approval is asked for; once there is one, two are.
+    let policy = r#"package portcullis
+import rego.v1
+default decision := {"allow": false}
+decision := {"allow": true} if input.action == "list"
+needed := 2 if count(object.get(input, "approvals", [])) > 0 else := 1
+decision := {"allow": true, "requires_approval": {"approvers": needed, "roles": ["sre"], "reason": "more on sight"}} if input.action == "call"
+"#;
+    let s = crate::gateway::setup(crate::gateway::Options {
+        policy: Some(policy),
+        extra: "[principals.sam]\nroles = [\"sre\"]\n[principals.sue]\nroles = [\"sre\"]\n",
+        ..Default::default()
+    });
+    let client = stdio_client(&s).await;
+    let first = call(&client, "hash", json!({"text": "a"})).await.unwrap();
+    let id = approval_id(&first);
+    assert!(approve(&s, &id, "sam").contains("approved"));
+    let more = call(&client, "hash", json!({"text": "a"})).await.unwrap();
+    assert_eq!(more.is_error, Some(true), "{}", text(&more));
+    assert_eq!(
+        approval_id(&more),
+        id,
+        "the same approval, waiting for one more"
+    );
+    approve(&s, &id, "sue");
+    let ran = call(&client, "hash", json!({"text": "a"})).await.unwrap();
+    assert_eq!(ran.is_error, Some(false), "{}", text(&ran));
+    client.cancel().await.unwrap();
+}

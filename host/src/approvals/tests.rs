@@ -82,16 +82,22 @@ async fn two_distinct_approvers_with_the_role_approve() {
     .unwrap();
     assert_eq!(a.status, ApprovalStatus::Approved);
     assert!(satisfied(&a.requirement, &a.principal, &a.votes));
-    // Approved: no more votes.
-    let late = vote(
-        &store,
-        "ap_1",
-        &principal("carol", &["sre"]),
-        true,
-        None,
-        "t".into(),
-    )
-    .await;
+    // Approved but unused: more votes are taken (policy may ask for more); a denial still ends it.
+    let carol = principal("carol", &["sre"]);
+    let more = vote(&store, "ap_1", &carol, true, None, "t".into())
+        .await
+        .unwrap();
+    assert_eq!(
+        (more.status, more.votes.len()),
+        (ApprovalStatus::Approved, 3)
+    );
+    let dave = principal("dave", &["sre"]);
+    let no = vote(&store, "ap_1", &dave, false, None, "t".into())
+        .await
+        .unwrap();
+    assert_eq!(no.status, ApprovalStatus::Denied);
+    let erin = principal("erin", &["sre"]);
+    let late = vote(&store, "ap_1", &erin, true, None, "t".into()).await;
     assert!(
         matches!(late, Err(VoteError::NotPending { .. })),
         "{late:?}"

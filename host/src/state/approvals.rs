@@ -24,8 +24,8 @@ pub trait ApprovalStore {
     fn approval(&self, id: String) -> Pending<Option<Approval>>;
     /// Approvals, newest first; only those in `status` when given.
     fn approvals(&self, status: Option<ApprovalStatus>, limit: u32) -> Pending<Vec<Approval>>;
-    /// Adds a vote if the approval is still pending, unexpired at `vote.at`, and the approver
-    /// has not voted: `false` when it was not added.
+    /// Adds a vote if the approval is still pending or approved (not yet used), unexpired at
+    /// `vote.at`, and the approver has not voted: `false` when it was not added.
     fn add_vote(&self, id: String, vote: Vote) -> Pending<bool>;
     /// Moves the approval from `from` to `to`: `false` when it was not in `from` (someone else
     /// moved it first).

@@ -194,7 +194,7 @@ impl ApprovalStore for SqliteStore {
                 .prepare_cached(
                     "INSERT INTO approval_votes (approval_id, approver, roles, approve, reason, at, origin)
                      SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7 WHERE EXISTS (
-                       SELECT 1 FROM approvals WHERE id = ?1 AND status = 'pending' AND expires_at > ?6)
+                       SELECT 1 FROM approvals WHERE id = ?1 AND status IN ('pending', 'approved') AND expires_at > ?6)
                      ON CONFLICT DO NOTHING",
                 )?
                 .execute(params![
