@@ -33,6 +33,8 @@ use crate::policy::Principal;
 
 /// The largest request body accepted.
 const MAX_BODY: usize = 64 * 1024;
+/// The most a request's line and headers may take.
+const MAX_HEADERS: usize = 16 * 1024;
 /// Connections served at once; more wait in the accept queue.
 const MAX_CONNECTIONS: usize = 64;
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -91,6 +93,8 @@ pub async fn serve(gateway: Arc<Gateway>, config: &Config, listener: TcpListener
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
+                // Request line and headers together, not hyper's ~400 KiB default.
+                .max_buf_size(MAX_HEADERS)
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
             if let Err(e) = served {

@@ -373,7 +373,7 @@ impl Gateway {
 
     /// Applies the gate to a decision: what the runner cannot honour is a denial, never a
     /// silent narrowing.
-    fn gate(&self, decision: &Decision) -> Result<Limits, Vec<String>> {
+    fn gate(&self, decision: &Decision) -> Result<Gated, Vec<String>> {
         if !decision.allow {
             let mut reasons = decision.reasons.clone();
             if reasons.is_empty() {
@@ -387,9 +387,7 @@ impl Gateway {
         {
             refusals.push("requires_approval.approvers must be at least 1".into());
         }
-        if let Err(problems) = rate::charges(&decision.rate) {
-            refusals.extend(problems);
-        }
+        let charges = rate::charges(&decision.rate).map_err(|problems| refusals.extend(problems));
         refusals.extend(self.runner.capabilities().check(&decision.grants));
         let limits = decision
             .limits
@@ -397,11 +395,17 @@ impl Gateway {
         if let Err(e) = &limits {
             refusals.push(e.clone());
         }
-        match limits {
-            Ok(limits) if refusals.is_empty() => Ok(limits),
+        match (limits, charges) {
+            (Ok(limits), Ok(charges)) if refusals.is_empty() => Ok(Gated { limits, charges }),
             _ => Err(refusals),
         }
     }
+}
+
+/// What the gate lets through: the effective limits and the decision's rate rules as charges.
+pub(crate) struct Gated {
+    pub limits: Limits,
+    pub charges: rate::Charges,
 }
 
 /// A validated, decided call that has not run.

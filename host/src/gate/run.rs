@@ -9,7 +9,9 @@ use crate::runner::{CallOutput, Notify, RunReport};
 use crate::state::{StoredOutcome, now};
 
 use super::idempotency::{KeyGuard, Started};
-use super::{CallOutcome, GateError, Gateway, KeyUse, Plan, RawArgs, Transport, output, rate};
+use super::{
+    CallOutcome, GateError, Gated, Gateway, KeyUse, Plan, RawArgs, Transport, output, rate,
+};
 
 fn state_error(e: anyhow::Error) -> GateError {
     GateError::State(format!("{e:#}"))
@@ -41,10 +43,10 @@ impl Gateway {
         plan: Plan,
         notify: Option<Notify>,
     ) -> Result<CallOutcome, GateError> {
-        let limits = self.gate_or_deny(principal, &plan)?;
+        let gated = self.gate_or_deny(principal, &plan)?;
         let Some(key) = plan.context.idempotency_key.clone() else {
             return self
-                .run_governed(principal, plan, limits, None, notify)
+                .run_governed(principal, plan, gated, None, notify)
                 .await;
         };
         let started = self
@@ -60,13 +62,13 @@ impl Gateway {
             )
             .await?;
         match started {
-            Started::Replay(stored) => replay(plan, limits, key, &stored),
+            Started::Replay(stored) => replay(plan, gated.limits, key, &stored),
             Started::Owner(guard) => {
                 let gateway = self.clone();
                 let principal = principal.clone();
                 tokio::spawn(async move {
                     gateway
-                        .run_governed(&principal, plan, limits, Some(guard), notify)
+                        .run_governed(&principal, plan, gated, Some(guard), notify)
                         .await
                 })
                 .await
@@ -75,7 +77,7 @@ impl Gateway {
         }
     }
 
-    fn gate_or_deny(&self, principal: &Principal, plan: &Plan) -> Result<Limits, GateError> {
+    fn gate_or_deny(&self, principal: &Principal, plan: &Plan) -> Result<Gated, GateError> {
         self.gate(&plan.decision).map_err(|reasons| {
             // Reasons can quote arguments: they go to the agent (and the audit trail), not the log.
             tracing::info!(tool = plan.tool.descriptor.name.as_str(), principal = %principal.id, plan = %plan.plan_hash, reasons = reasons.len(), "denied");
@@ -90,19 +92,16 @@ impl Gateway {
         &self,
         principal: &Principal,
         mut plan: Plan,
-        mut limits: Limits,
+        mut gated: Gated,
         mut guard: Option<KeyGuard>,
         notify: Option<Notify>,
     ) -> Result<CallOutcome, GateError> {
         let admitted = self.admit_approval(principal, &mut plan).await?;
         if admitted.consume.is_some() {
             // Decided again with the approvals: gate that decision.
-            limits = self.gate_or_deny(principal, &plan)?;
+            gated = self.gate_or_deny(principal, &plan)?;
         }
-        let charges = rate::charges(&plan.decision.rate).map_err(|reasons| GateError::Denied {
-            reasons,
-            plan_hash: plan.plan_hash.clone(),
-        })?;
+        let Gated { limits, charges } = gated;
         let ticket = self.runner.admit(&principal.id, &limits).await?;
         let at = now();
         if !charges.fuel.is_empty()
