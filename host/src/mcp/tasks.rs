@@ -22,7 +22,7 @@ use serde_json::{Map, Value, json};
 use crate::approvals::{status_message, withdraw};
 use crate::gate::{GateError, Gateway, RawArgs, Transport};
 use crate::policy::Principal;
-use crate::state::{Approval, ApprovalStatus, TaskRecord, TaskState, now};
+use crate::state::{Approval, ApprovalStatus, TaskMove, TaskRecord, TaskState, now};
 use crate::time::rfc3339;
 
 /// How often clients are asked to poll, and how often the gateway advances tasks itself.
@@ -170,11 +170,8 @@ pub async fn cancel(gateway: &Gateway, principal: &Principal, id: &str) -> Resul
         .move_task(
             record.id.clone(),
             TaskState::Waiting,
-            TaskState::Cancelled,
-            None,
-            Some("cancelled by the requester; the approval is withdrawn".into()),
-            None,
-            now(),
+            TaskMove::to(TaskState::Cancelled)
+                .message("cancelled by the requester; the approval is withdrawn"),
         )
         .await
         .map_err(internal)?;
@@ -198,11 +195,12 @@ async fn end(
         .move_task(
             record.id.clone(),
             record.state,
-            to,
-            record.owner.clone(),
-            message,
-            result,
-            now(),
+            TaskMove {
+                owner: record.owner.clone(),
+                message,
+                result,
+                ..TaskMove::to(to)
+            },
         )
         .await;
     if let Err(e) = moved {
@@ -275,11 +273,7 @@ pub async fn advance(gateway: &Arc<Gateway>, record: TaskRecord) {
                     .move_task(
                         record.id.clone(),
                         TaskState::Waiting,
-                        TaskState::Waiting,
-                        None,
-                        Some(message),
-                        None,
-                        now(),
+                        TaskMove::to(TaskState::Waiting).message(message),
                     )
                     .await;
             }
@@ -291,11 +285,10 @@ pub async fn advance(gateway: &Arc<Gateway>, record: TaskRecord) {
                 .move_task(
                     record.id.clone(),
                     TaskState::Waiting,
-                    TaskState::Running,
-                    Some(gateway.owner_id().to_string()),
-                    Some("approved; running".into()),
-                    None,
-                    now(),
+                    TaskMove {
+                        owner: Some(gateway.owner_id().to_string()),
+                        ..TaskMove::to(TaskState::Running).message("approved; running")
+                    },
                 )
                 .await;
             if matches!(claimed, Ok(true)) {
@@ -364,11 +357,7 @@ async fn run(gateway: &Arc<Gateway>, record: TaskRecord) {
                 .move_task(
                     record.id.clone(),
                     TaskState::Running,
-                    TaskState::Waiting,
-                    None,
-                    Some(status_message(&a)),
-                    None,
-                    now(),
+                    TaskMove::to(TaskState::Waiting).message(status_message(&a)),
                 )
                 .await;
             return;

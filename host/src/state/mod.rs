@@ -27,7 +27,7 @@ use anyhow::Result;
 
 pub use approvals::{ApprovalStore, Created};
 pub use owners::Lease;
-pub use tasks::{TaskRecord, TaskState, TaskStore};
+pub use tasks::{TaskMove, TaskRecord, TaskState, TaskStore};
 
 pub use records::{
     Approval, ApprovalStatus, Begin, Charge, Exceeded, Intent, Secs, Spans, StoredOutcome, Usage,

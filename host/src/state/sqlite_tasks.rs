@@ -4,9 +4,9 @@ use anyhow::anyhow;
 use rusqlite::params;
 use serde_json::Value;
 
+use super::Pending;
 use super::sqlite::{SqliteStore, json_text, parse};
-use super::tasks::{TaskRecord, TaskState, TaskStore};
-use super::{Pending, Secs};
+use super::tasks::{TaskMove, TaskRecord, TaskState, TaskStore};
 
 const COLUMNS: &str = "id, principal, requester, tool, args, transport, approval_id, status, owner, \
      message, result, created_at, updated_at, expires_at";
@@ -121,16 +121,7 @@ impl TaskStore for SqliteStore {
         })
     }
 
-    fn move_task(
-        &self,
-        id: String,
-        from: TaskState,
-        to: TaskState,
-        owner: Option<String>,
-        message: Option<String>,
-        result: Option<Value>,
-        now: Secs,
-    ) -> Pending<bool> {
+    fn move_task(&self, id: String, from: TaskState, change: TaskMove) -> Pending<bool> {
         self.run(move |conn| {
             let moved = conn
                 .prepare_cached(
@@ -140,11 +131,11 @@ impl TaskStore for SqliteStore {
                 .execute(params![
                     id,
                     from.as_str(),
-                    to.as_str(),
-                    owner,
-                    message,
-                    result.as_ref().map(json_text).transpose()?,
-                    now
+                    change.to.as_str(),
+                    change.owner,
+                    change.message,
+                    change.result.as_ref().map(json_text).transpose()?,
+                    change.now
                 ])?;
             Ok(moved == 1)
         })

@@ -81,17 +81,35 @@ pub trait TaskStore {
     fn task(&self, id: String) -> Pending<Option<TaskRecord>>;
     /// Tasks in `state`, oldest first.
     fn tasks_in(&self, state: TaskState, limit: u32) -> Pending<Vec<TaskRecord>>;
-    /// Moves the task from `from` to `to` with the given fields: `false` when it was not in
-    /// `from` (someone else moved it first).
-    #[allow(clippy::too_many_arguments)]
-    fn move_task(
-        &self,
-        id: String,
-        from: TaskState,
-        to: TaskState,
-        owner: Option<String>,
-        message: Option<String>,
-        result: Option<Value>,
-        now: Secs,
-    ) -> Pending<bool>;
+    /// Moves the task from `from` to `change.to`, setting the change's fields: `false` when it
+    /// was not in `from` (someone else moved it first).
+    fn move_task(&self, id: String, from: TaskState, change: TaskMove) -> Pending<bool>;
+}
+
+/// A task's next state and the fields that go with it (unset fields are cleared).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TaskMove {
+    pub to: TaskState,
+    pub owner: Option<String>,
+    pub message: Option<String>,
+    pub result: Option<Value>,
+    pub now: Secs,
+}
+
+impl TaskMove {
+    /// To `state`, now, with nothing else set.
+    pub fn to(state: TaskState) -> Self {
+        Self {
+            to: state,
+            owner: None,
+            message: None,
+            result: None,
+            now: super::now(),
+        }
+    }
+
+    pub fn message(mut self, message: impl Into<String>) -> Self {
+        self.message = Some(message.into());
+        self
+    }
 }
