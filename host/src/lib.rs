@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod approvals;
+pub mod audit;
 pub mod capabilities;
 pub mod catalog;
 pub mod cli;

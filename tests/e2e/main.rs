@@ -5,6 +5,7 @@
 //! `.portcullis/hostile` (one hostile component per threat).
 
 mod admin;
+mod audit;
 mod catalog;
 mod cli;
 mod egress;

@@ -136,9 +136,18 @@ async fn cast(
             "a denial needs a reason: {\"reason\": \"…\"}",
         );
     }
-    match vote(&admin.gateway.state, id, principal, approve, reason, origin).await {
+    match vote(
+        &admin.gateway.state,
+        id,
+        principal,
+        approve,
+        reason,
+        origin.clone(),
+    )
+    .await
+    {
         Ok(a) => {
-            admin.gateway.approval_decided(&a);
+            admin.gateway.approval_decided(&a, &principal.id, &origin);
             json_response(StatusCode::OK, &approval_detail(&a))
         }
         Err(e @ VoteError::NotFound(_)) => error(StatusCode::NOT_FOUND, e),

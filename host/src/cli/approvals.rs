@@ -172,6 +172,10 @@ async fn cast(
     match vote(store, id, &voter, approve, reason, origin()).await {
         Ok(a) => {
             out(summary(&a, now()));
+            let audit = crate::audit::Audit::open(&config.audit, &config.data_dir, store.clone())?;
+            audit
+                .append(vec![crate::audit::records::vote(&a, &voter.id, &origin())])
+                .await?;
             let webhook = super::webhook_for(config)?;
             crate::gate::approval::voted(webhook.as_ref(), &a);
             if let Some(webhook) = webhook {

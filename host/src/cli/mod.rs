@@ -10,6 +10,7 @@ use clap::{Parser, Subcommand};
 use serde_json::json;
 
 mod approvals;
+mod audit;
 mod run;
 
 pub use approvals::{ApprovalsCommand, detail as approval_detail};
@@ -91,6 +92,9 @@ pub enum Command {
     /// See, approve and deny calls that wait for approval.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// Verify, read and export the audit trail.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Make a new bearer token and print the configuration line that accepts it.
     Token {
         /// The principal the token is for.
@@ -207,9 +211,14 @@ pub(crate) fn webhook_for(config: &Config) -> Result<Option<crate::webhook::Webh
 pub async fn build_gateway(config: &Config) -> Result<Arc<Gateway>> {
     let (runner, catalog) = load_tools(config).await?;
     let policy = policy_for(config, None)?;
-    let state = Arc::new(SqliteStore::open(
+    let state: Arc<dyn crate::state::Store> = Arc::new(SqliteStore::open(
         &config.data_dir,
         config.state.durability,
+    )?);
+    let audit = Arc::new(crate::audit::Audit::open(
+        &config.audit,
+        &config.data_dir,
+        state.clone(),
     )?);
     Ok(Arc::new(
         Gateway::new(
@@ -228,11 +237,23 @@ pub async fn build_gateway(config: &Config) -> Result<Arc<Gateway>> {
             crate::state::Lease::take(&config.data_dir)?,
         )?
         .with_webhook(webhook_for(config)?)
+        .with_audit(audit)
         .with_principals({
             let config = config.clone();
             Arc::new(move |id: &str, how: &'static str| config.principal(id, how))
         }),
     ))
+}
+
+/// At exit: seals the audit trail and commits what was queued but not waited for.
+async fn seal_and_flush(
+    audit: &crate::audit::Audit,
+    state: &dyn crate::state::Store,
+) -> Result<()> {
+    if let Err(e) = audit.checkpoint().await {
+        tracing::error!("sealing the audit trail at exit failed: {e:#}");
+    }
+    state.flush().await
 }
 
 /// 32 random bytes from the OS, hex-encoded.
@@ -283,12 +304,15 @@ async fn serve(
     );
     reload_policy_on_sighup(&gateway)?;
     mcp::tasks::spawn_advancer(gateway.clone());
+    gateway
+        .audit
+        .spawn_sealer(config.audit.checkpoint_every, config.audit.retention);
     if stdio {
         let name = stdio_principal.unwrap_or(&config.stdio_principal);
         let principal = config
             .principal(name, "stdio")
             .with_context(|| format!("no principal `{name}` in the configuration"))?;
-        let state = gateway.state.clone();
+        let (state, audit) = (gateway.state.clone(), gateway.audit.clone());
         mcp::stdio::serve(
             gateway,
             principal,
@@ -296,7 +320,7 @@ async fn serve(
         )
         .await?;
         // What was queued but not waited for (usage, outcomes) is committed before exit.
-        state.flush().await?;
+        seal_and_flush(&audit, &*state).await?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = config.clone();
@@ -351,9 +375,9 @@ async fn serve(
             }
         });
     }
-    let state = gateway.state.clone();
+    let (state, audit) = (gateway.state.clone(), gateway.audit.clone());
     mcp::http::serve(gateway, &config, listener).await?;
-    state.flush().await?;
+    seal_and_flush(&audit, &*state).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -397,6 +421,7 @@ async fn call(
                 "rate": plan.decision.rate,
                 "plan_hash": plan.plan_hash,
                 "policy_digest": plan.policy_digest,
+                "job": plan.context.request_id,
             });
             (decision, gateway.execute(&principal, plan, None).await)
         }
@@ -426,7 +451,7 @@ async fn call(
         &json!({ "principal": principal.id, "tool": tool, "decision": decision, "outcome": outcome }),
     )?);
     // The outcome of a keyed call and the run's usage are queued to the store: commit them.
-    gateway.state.flush().await?;
+    seal_and_flush(&gateway.audit, &*gateway.state).await?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {
@@ -530,6 +555,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Run(args) => run::run_one(&config, args).await,
         Command::Policy(command) => policy_command(&config, command),
         Command::Approvals(command) => approvals::run(&config, command).await,
+        Command::Audit(command) => audit::run(&config, command).await,
         Command::Token { principal, admin } => {
             let token = random_token()?;
             out(format!("token: {token}"));

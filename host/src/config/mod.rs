@@ -12,9 +12,11 @@ use anyhow::{Context, Result, anyhow, bail};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+mod audit;
 mod capabilities;
 mod governance;
 
+pub use audit::AuditConfig;
 pub use capabilities::{CapabilitiesConfig, SecretSpec};
 pub use governance::{AdminConfig, StateConfig, WebhookConfig};
 
@@ -36,6 +38,8 @@ struct File {
     state: governance::StateFile,
     #[serde(default)]
     admin: governance::AdminFile,
+    #[serde(default)]
+    audit: audit::AuditFile,
     webhook: Option<governance::WebhookFile>,
     #[serde(default)]
     limits: LimitsFile,
@@ -155,6 +159,7 @@ pub struct Config {
     pub state: StateConfig,
     pub admin: AdminConfig,
     pub webhook: Option<WebhookConfig>,
+    pub audit: AuditConfig,
     pub default_limits: Limits,
     pub ceilings: Limits,
     pub admission: Admission,
@@ -419,6 +424,8 @@ impl Config {
             Some(table) => serde_json::to_value(table).context("settings")?,
             None => Value::Object(Map::new()),
         };
+        let data_dir = at(file.data_dir.unwrap_or_else(|| ".portcullis/data".into()));
+        let audit = audit::resolve(file.audit, &data_dir, at)?;
         let environment = file.environment.unwrap_or_else(|| "dev".into());
         if environment.is_empty() {
             bail!("environment must not be empty");
@@ -432,8 +439,9 @@ impl Config {
             workspace: at(file
                 .workspace
                 .unwrap_or_else(|| ".portcullis/workspace".into())),
-            data_dir: at(file.data_dir.unwrap_or_else(|| ".portcullis/data".into())),
+            data_dir,
             state: governance::resolve(file.state)?,
+            audit,
             admin,
             webhook,
             default_limits,

@@ -136,6 +136,13 @@ impl Gateway {
                 if let Some(webhook) = &self.webhook {
                     webhook.send("approval.requested", event(&approval));
                 }
+                self.audit.note(crate::audit::records::approval(
+                    "requested",
+                    &approval,
+                    Some(&principal.id),
+                    None,
+                    Some(&plan.context.request_id),
+                ));
                 Err(GateError::PendingApproval(Box::new(approval)))
             }
         }
@@ -190,9 +197,11 @@ impl Gateway {
         )))
     }
 
-    /// Tells whoever listens that an approval got a vote (and maybe was decided).
-    pub fn approval_decided(&self, approval: &Approval) {
+    /// Records that `by` voted on an approval (and maybe decided it), and tells whoever listens.
+    pub fn approval_decided(&self, approval: &Approval, by: &str, origin: &str) {
         voted(self.webhook.as_ref(), approval);
+        self.audit
+            .note(crate::audit::records::vote(approval, by, origin));
     }
 }
 

@@ -52,6 +52,14 @@ pub enum GateError {
     /// The governance store failed: the call does not run (fail closed).
     #[error("the gateway's state store failed, so the call did not run: {0}")]
     State(String),
+    /// The audit trail could not record the call's intent: it does not run (fail closed).
+    #[error("the audit trail could not record this call, so it did not run: {0}")]
+    Unrecorded(String),
+    /// The call ran, but its outcome could not be recorded: its result is withheld.
+    #[error(
+        "the call ran, but the audit trail could not record its outcome, so its result is withheld ({error}); it may have taken effect: check the system it acts on"
+    )]
+    OutcomeUnrecorded { plan_hash: String, error: String },
     /// The stored outcome of a run under the same key, which failed.
     #[error("{error}")]
     Replayed { plan_hash: String, error: String },

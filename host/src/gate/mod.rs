@@ -51,6 +51,8 @@ pub struct GateSettings {
 /// A call that ran to completion.
 #[derive(Debug)]
 pub struct CallOutcome {
+    /// The job id: the call's records in the audit trail (`portcullis audit show`).
+    pub job: String,
     pub plan_hash: String,
     /// The policy bundle that decided.
     pub policy_digest: Arc<str>,
@@ -112,6 +114,8 @@ pub struct Gateway {
     webhook: Option<crate::webhook::Webhook>,
     /// The configured principals, for calls run later on someone's behalf (tasks).
     principals: Option<Arc<PrincipalLookup>>,
+    /// Where every call, refusal and approval event is recorded.
+    pub audit: Arc<crate::audit::Audit>,
     requests: AtomicU64,
 }
 
@@ -162,12 +166,14 @@ impl Gateway {
         state: Arc<dyn Store>,
         owner: crate::state::Lease,
     ) -> anyhow::Result<Self> {
+        let audit = Arc::new(crate::audit::Audit::off(state.clone())?);
         Ok(Self {
             catalog,
             policy,
             runner,
             settings,
             state,
+            audit,
             owner: Arc::new(owner),
             inflight: Arc::default(),
             budgets: budget::Budgets::default(),
@@ -188,6 +194,12 @@ impl Gateway {
         self.principals.as_ref().and_then(|lookup| lookup(id, how))
     }
 
+    /// Records calls, refusals and approval events in `audit`.
+    pub fn with_audit(mut self, audit: Arc<crate::audit::Audit>) -> Self {
+        self.audit = audit;
+        self
+    }
+
     /// Sends approval events to `webhook`.
     pub fn with_webhook(mut self, webhook: Option<crate::webhook::Webhook>) -> Self {
         self.webhook = webhook;
@@ -204,11 +216,13 @@ impl Gateway {
         self.owner.alive(owner)
     }
 
+    /// A new request's context; its `request_id` is the job id of the audit trail, unique
+    /// across the processes sharing the store.
     fn context(&self, transport: Transport, idempotency_key: Option<String>) -> RequestContext {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         RequestContext {
             time: crate::time::now_rfc3339(),
-            request_id: format!("{}-{n}", std::process::id()),
+            request_id: format!("{}-{n}", self.owner.id()),
             transport: transport.name(),
             idempotency_key,
         }
@@ -260,10 +274,47 @@ impl Gateway {
         transport: Transport,
         idempotency_key: Option<String>,
     ) -> Result<Plan, GateError> {
-        if let Some(key) = &idempotency_key {
-            idempotency::check_key(key)?;
-        }
+        let checked = idempotency_key
+            .as_deref()
+            .map_or(Ok(()), idempotency::check_key);
         let context = self.context(transport, idempotency_key);
+        let job = context.request_id.clone();
+        let planned = match checked {
+            Ok(()) => self.plan_in(principal, tool_name, raw, context).await,
+            Err(e) => Err(e),
+        };
+        if let Err(error) = &planned {
+            let who = self.subject(&job, principal, transport.name(), tool_name);
+            let refused = crate::audit::records::refused(&who, None, error, &Default::default());
+            self.audit.note(refused);
+        }
+        planned
+    }
+
+    /// Who is asking for what, for the audit records of one call.
+    pub(crate) fn subject<'a>(
+        &'a self,
+        job: &'a str,
+        principal: &'a Principal,
+        transport: &'a str,
+        tool: &'a str,
+    ) -> crate::audit::records::Subject<'a> {
+        crate::audit::records::Subject {
+            job,
+            principal,
+            transport,
+            environment: &self.settings.environment,
+            tool,
+        }
+    }
+
+    async fn plan_in(
+        &self,
+        principal: &Principal,
+        tool_name: &str,
+        raw: RawArgs<'_>,
+        context: RequestContext,
+    ) -> Result<Plan, GateError> {
         let found = self.catalog.get(tool_name);
         let tool_facts = found.map_or_else(|| placeholder(tool_name), |tool| facts(tool));
         let no_paths = Vec::new();

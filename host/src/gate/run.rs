@@ -3,6 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::audit::Redactor;
+use crate::audit::records::{self, Facts};
 use crate::grants::Limits;
 use crate::policy::Principal;
 use crate::runner::{CallOutput, Notify, RunReport};
@@ -37,16 +39,53 @@ impl Gateway {
 
     /// Gates and runs a plan: exactly what was decided runs, or nothing does. With an
     /// idempotency key the run goes on to its recorded outcome even if the caller goes away.
+    ///
+    /// Audited: a call that does not run leaves a `refused` record; one that runs, its
+    /// `intent` (before) and `outcome` (after).
     pub async fn execute(
         self: &Arc<Self>,
         principal: &Principal,
         plan: Plan,
         notify: Option<Notify>,
     ) -> Result<CallOutcome, GateError> {
+        let trail = self.audit.enabled().then(|| {
+            let (args, redactor) = records::redacted_args(&plan);
+            Arc::new(Trail {
+                facts: Facts::of(&plan, args),
+                redactor,
+            })
+        });
+        let (job, transport) = (plan.context.request_id.clone(), plan.context.transport);
+        let tool = plan.tool.descriptor.name.clone();
+        let result = self
+            .execute_in(principal, plan, notify, trail.clone())
+            .await;
+        if let (Err(error), Some(trail)) = (&result, &trail)
+            && !matches!(
+                error,
+                GateError::Run { .. }
+                    | GateError::Replayed { .. }
+                    | GateError::OutcomeUnrecorded { .. }
+            )
+        {
+            let who = self.subject(&job, principal, transport, &tool);
+            let record = records::refused(&who, Some(&trail.facts), error, &trail.redactor);
+            self.audit.note(record);
+        }
+        result
+    }
+
+    async fn execute_in(
+        self: &Arc<Self>,
+        principal: &Principal,
+        plan: Plan,
+        notify: Option<Notify>,
+        trail: Option<Arc<Trail>>,
+    ) -> Result<CallOutcome, GateError> {
         let gated = self.gate_or_deny(principal, &plan)?;
         let Some(key) = plan.context.idempotency_key.clone() else {
             return self
-                .run_governed(principal, plan, gated, None, notify)
+                .run_governed(principal, plan, gated, None, notify, trail)
                 .await;
         };
         let started = self
@@ -62,13 +101,24 @@ impl Gateway {
             )
             .await?;
         match started {
-            Started::Replay(stored) => replay(plan, gated.limits, key, &stored),
+            Started::Replay(stored) => {
+                if trail.is_some() {
+                    let who = self.subject(
+                        &plan.context.request_id,
+                        principal,
+                        plan.context.transport,
+                        &plan.tool.descriptor.name,
+                    );
+                    self.audit.note(records::replayed(&who, &plan, &key));
+                }
+                replay(plan, gated.limits, key, &stored)
+            }
             Started::Owner(guard) => {
                 let gateway = self.clone();
                 let principal = principal.clone();
                 tokio::spawn(async move {
                     gateway
-                        .run_governed(&principal, plan, gated, Some(guard), notify)
+                        .run_governed(&principal, plan, gated, Some(guard), notify, trail)
                         .await
                 })
                 .await
@@ -95,6 +145,7 @@ impl Gateway {
         mut gated: Gated,
         mut guard: Option<KeyGuard>,
         notify: Option<Notify>,
+        trail: Option<Arc<Trail>>,
     ) -> Result<CallOutcome, GateError> {
         let admitted = self.admit_approval(principal, &mut plan).await?;
         if admitted.consume.is_some() {
@@ -128,10 +179,32 @@ impl Gateway {
             self.consume_approval(id).await?;
             tracing::info!(approval = %id, tool = %plan.tool.descriptor.name, "approval consumed");
         }
+        let tool_name = plan.tool.descriptor.name.as_str();
+        let who = self.subject(
+            &plan.context.request_id,
+            principal,
+            plan.context.transport,
+            tool_name,
+        );
+        let started_ms = crate::time::now_ms();
+        if let Some(trail) = &trail {
+            // Durable before the tool runs: no intent, no run.
+            let intent = records::intent(
+                &who,
+                &plan,
+                &limits,
+                admitted.consume.as_deref(),
+                &trail.facts,
+                &trail.redactor,
+            );
+            self.audit
+                .append(vec![intent])
+                .await
+                .map_err(|e| GateError::Unrecorded(format!("{e:#}")))?;
+        }
         if let Some(guard) = &mut guard {
             guard.started();
         }
-        let tool_name = plan.tool.descriptor.name.as_str();
         let mut report = self
             .runner
             .call_admitted(
@@ -174,6 +247,21 @@ impl Gateway {
                 }
             });
         }
+        if let Some(trail) = &trail {
+            // Durable before the result is answered: a result the agent saw has its outcome.
+            let outcome =
+                records::outcome(&who, &plan.plan_hash, &report, started_ms, &trail.redactor);
+            if let Err(e) = self.audit.append(vec![outcome]).await {
+                tracing::error!(job = %plan.context.request_id, "recording a call's outcome failed: {e:#}");
+                if let Some(guard) = guard {
+                    guard.finish(stored(&report));
+                }
+                return Err(GateError::OutcomeUnrecorded {
+                    plan_hash: plan.plan_hash,
+                    error: format!("{e:#}"),
+                });
+            }
+        }
         let idempotency = match guard {
             Some(guard) => {
                 let key = guard.key().to_string();
@@ -192,6 +280,7 @@ impl Gateway {
             });
         }
         Ok(CallOutcome {
+            job: plan.context.request_id,
             plan_hash: plan.plan_hash,
             policy_digest: plan.policy_digest,
             decision: plan.decision,
@@ -200,6 +289,12 @@ impl Gateway {
             idempotency,
         })
     }
+}
+
+/// What the audit records of one call share: the plan's facts and its redactions.
+pub(super) struct Trail {
+    facts: Facts,
+    redactor: Redactor,
 }
 
 /// What a keyed run leaves for its repeats.
@@ -234,6 +329,7 @@ fn replay(
         }
     };
     Ok(CallOutcome {
+        job: plan.context.request_id,
         plan_hash: plan.plan_hash,
         policy_digest: plan.policy_digest,
         decision: plan.decision,

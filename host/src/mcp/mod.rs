@@ -201,6 +201,7 @@ pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, 
             }
             let mut meta =
                 meta(Some(&outcome.plan_hash), Some(&outcome.report)).unwrap_or_default();
+            meta.insert("portcullis/job".into(), json!(outcome.job));
             meta.insert(
                 "portcullis/policy_digest".into(),
                 json!(outcome.policy_digest),
@@ -221,7 +222,8 @@ pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, 
             error @ (GateError::Arguments(_)
             | GateError::Schema(_)
             | GateError::BadKey(_)
-            | GateError::State(_)),
+            | GateError::State(_)
+            | GateError::Unrecorded(_)),
         ) => Ok(CallToolResult::error(vec![ContentBlock::text(
             error.to_string(),
         )])),
@@ -250,10 +252,13 @@ pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, 
                     .with_meta(Some(MetaObject(meta))),
             )
         }
-        Err(ref error @ GateError::Replayed { ref plan_hash, .. }) => Ok(CallToolResult::error(
-            vec![ContentBlock::text(error.to_string())],
-        )
-        .with_meta(meta(Some(plan_hash), None))),
+        Err(
+            ref error @ (GateError::Replayed { ref plan_hash, .. }
+            | GateError::OutcomeUnrecorded { ref plan_hash, .. }),
+        ) => Ok(
+            CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+                .with_meta(meta(Some(plan_hash), None)),
+        ),
         Err(ref error @ GateError::Denied { ref plan_hash, .. }) => Ok(CallToolResult::error(
             vec![ContentBlock::text(error.to_string())],
         )

@@ -153,7 +153,7 @@ pub fn oversized(prefix: &[u8], caps: MessageCaps) -> Verdict {
     let problem = format!(
         "the message is larger than {} bytes (arguments may be {} bytes)",
         caps.max_bytes,
-        caps.max_bytes - 64 * 1024
+        caps.max_bytes.saturating_sub(64 * 1024)
     );
     Verdict::Refuse(refusal(&prefix[..prefix.len().min(64 * 1024)], &problem))
 }

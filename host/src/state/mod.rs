@@ -1,4 +1,5 @@
-//! Durable governance state: idempotency records, approvals, rate counters and usage.
+//! Durable governance state: idempotency records, approvals, rate counters, usage, tasks and
+//! the audit trail.
 //!
 //! One small interface, [`Store`]: each method is one short transaction with one purpose, so a
 //! second backend (PostgreSQL, for replicas) implements the same methods as the same
@@ -11,11 +12,13 @@
 //! group commit: everything queued while a transaction commits goes into the next one.
 
 mod approvals;
+pub mod audit;
 mod owners;
 mod records;
 mod schema;
 pub mod sqlite;
 mod sqlite_approvals;
+mod sqlite_audit;
 mod sqlite_tasks;
 mod tasks;
 
@@ -26,6 +29,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::Result;
 
 pub use approvals::{ApprovalStore, Created};
+pub use audit::{AuditAppend, AuditQuery, AuditRow, AuditStore, Pruned, Sealer};
 pub use owners::Lease;
 pub use tasks::{TaskMove, TaskRecord, TaskState, TaskStore};
 
@@ -47,7 +51,7 @@ pub fn now() -> Secs {
 }
 
 /// The governance store. Every method is one transaction; none blocks the caller's thread.
-pub trait Store: ApprovalStore + TaskStore + Send + Sync + 'static {
+pub trait Store: ApprovalStore + TaskStore + AuditStore + Send + Sync + 'static {
     // --- idempotency ------------------------------------------------------------------------
 
     /// Records `intent` unless a live record holds the key (see [`Begin`]).

@@ -63,7 +63,7 @@ pub struct Charge {
 }
 
 /// A limit a charge would exceed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Exceeded {
     pub key: String,
     pub max: u64,

@@ -92,6 +92,22 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX tasks_status ON tasks (status, updated_at);
     ",
+    // 3: the audit trail, one hash chain (see state/audit.rs).
+    "
+    CREATE TABLE audit (
+        seq       INTEGER PRIMARY KEY,
+        at_ms     INTEGER NOT NULL,
+        kind      TEXT NOT NULL,
+        job       TEXT,
+        principal TEXT,
+        tool      TEXT,
+        outcome   TEXT,
+        body      TEXT NOT NULL,
+        hash      TEXT NOT NULL
+    );
+    CREATE INDEX audit_job ON audit (job) WHERE job IS NOT NULL;
+    CREATE INDEX audit_at ON audit (at_ms);
+    ",
 ];
 
 /// Brings the database up to date.

@@ -1,0 +1,363 @@
+//! What each audit record says. One function per kind; every body carries `kind`, `at`
+//! (RFC 3339, ms), `at_ms`, and, where there is one, `job`, `principal` and `tool`, which are
+//! also the store's filter columns.
+//!
+//! - `intent`: a call about to run — who, how, what exactly (tool, component digest, redacted
+//!   arguments, plan hash), which bundle decided what (reasons, grants, effective limits,
+//!   rate rules), the approval it uses. Committed before the tool runs.
+//! - `outcome`: what the run did — ok / tool error / which limit, fuel, time, the output's
+//!   size and hash (never the output), each outbound HTTP request (host, method, status,
+//!   bytes). Committed before the result is answered.
+//! - `refused`: a call that did not run, and why (denied, schema, rate limit, approval pending,
+//!   busy, policy error …). `replayed`: a keyed call answered from the stored outcome.
+//! - `approval`: requested, voted, approved, denied, withdrawn, consumed. `task`: task events.
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
+
+use super::redact::Redactor;
+use crate::gate::{GateError, Plan};
+use crate::grants::Limits;
+use crate::policy::Principal;
+use crate::runner::{RunError, RunReport};
+use crate::state::{Approval, AuditAppend};
+
+/// Who asked, over what, as which job: the part every call record shares.
+#[derive(Clone, Debug)]
+pub struct Subject<'a> {
+    pub job: &'a str,
+    pub principal: &'a Principal,
+    pub transport: &'a str,
+    pub environment: &'a str,
+    pub tool: &'a str,
+}
+
+fn record(
+    kind: &'static str,
+    job: Option<&str>,
+    principal: Option<&str>,
+    tool: Option<&str>,
+    outcome: Option<&str>,
+    fields: Map<String, Value>,
+) -> AuditAppend {
+    let at_ms = crate::time::now_ms();
+    let mut body = Map::new();
+    body.insert("kind".into(), kind.into());
+    body.insert("at".into(), crate::time::rfc3339_ms(at_ms).into());
+    body.insert("at_ms".into(), at_ms.into());
+    for (name, value) in [
+        ("job", job),
+        ("principal", principal),
+        ("tool", tool),
+        ("outcome", outcome),
+    ] {
+        if let Some(value) = value {
+            body.insert(name.into(), value.into());
+        }
+    }
+    body.extend(fields);
+    AuditAppend {
+        kind,
+        at_ms,
+        job: job.map(str::to_string),
+        principal: principal.map(str::to_string),
+        tool: tool.map(str::to_string),
+        outcome: outcome.map(str::to_string),
+        fields: Value::Object(body).to_string(),
+    }
+}
+
+fn object(value: Value) -> Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn limits(limits: &Limits) -> Value {
+    json!({
+        "fuel": limits.fuel,
+        "memory_bytes": limits.memory_bytes,
+        "timeout_ms": limits.timeout.as_millis() as u64,
+        "output_bytes": limits.output_bytes,
+    })
+}
+
+/// The arguments of `plan` as recorded, and the redactions for the texts after: the
+/// decision's `redact` paths by their shape; for a denial (whose decision names no
+/// redactions), every value by its shape.
+pub fn redacted_args(plan: &Plan) -> (Value, Redactor) {
+    let mut args = plan.arguments.value.clone();
+    let redactor = if plan.decision.allow {
+        Redactor::apply(&mut args, &plan.decision.redact)
+    } else {
+        Redactor::leaves(&mut args)
+    };
+    (args, redactor)
+}
+
+/// A call about to run.
+pub fn intent(
+    who: &Subject<'_>,
+    plan: &Plan,
+    effective: &Limits,
+    approval: Option<&str>,
+    facts: &Facts,
+    redactor: &Redactor,
+) -> AuditAppend {
+    let args = &facts.args;
+    let decision = &plan.decision;
+    let fields = json!({
+        "roles": who.principal.roles,
+        "auth": who.principal.authenticated_by,
+        "transport": who.transport,
+        "environment": who.environment,
+        "component": {"name": plan.tool.component.name, "digest": plan.tool.component.digest},
+        "plan_hash": plan.plan_hash,
+        "policy_digest": &*plan.policy_digest,
+        "idempotency_key": plan.context.idempotency_key,
+        "decision": {
+            "allow": decision.allow,
+            "reasons": decision.reasons.iter().map(|r| redactor.scrub(r)).collect::<Vec<_>>(),
+            "requires_approval": decision.requires_approval,
+            "grants": decision.grants,
+            "limits": limits(effective),
+            "rate": decision.rate,
+            "redact": decision.redact,
+        },
+        "approval": approval,
+        "args": args,
+    });
+    record(
+        "intent",
+        Some(who.job),
+        Some(&who.principal.id),
+        Some(who.tool),
+        None,
+        object(fields),
+    )
+}
+
+/// How a run ended, as the outcome column says it.
+fn outcome_code(report: &RunReport) -> (&'static str, Option<String>) {
+    match &report.outcome {
+        Ok(output) if output.is_error => ("tool_error", None),
+        Ok(_) => ("ok", None),
+        Err(RunError::Limit(limit)) => ("limit", Some(limit.to_string())),
+        Err(RunError::Tool { message, .. }) => ("tool_error", Some(message.clone())),
+        Err(RunError::Trap(message)) => ("trap", Some(message.clone())),
+        Err(RunError::Busy(busy)) => ("busy", Some(busy.to_string())),
+        Err(e @ (RunError::Grant(_) | RunError::Internal(_))) => ("error", Some(e.to_string())),
+    }
+}
+
+/// What a run did.
+pub fn outcome(
+    who: &Subject<'_>,
+    plan_hash: &str,
+    report: &RunReport,
+    started_ms: u64,
+    redactor: &Redactor,
+) -> AuditAppend {
+    let (code, error) = outcome_code(report);
+    let output = report.outcome.as_ref().ok().map(|output| {
+        let bytes = serde_json::to_vec(output).unwrap_or_default();
+        json!({"bytes": bytes.len(), "sha256": hex::encode(Sha256::digest(&bytes))})
+    });
+    let egress: Vec<Value> = report
+        .egress
+        .iter()
+        .map(|e| {
+            json!({
+                "method": e.method, "url": e.url, "status": e.status,
+                "bytes_out": e.bytes_out, "bytes_in": e.bytes_in,
+                "error": e.error, "credential_injected": e.injected,
+            })
+        })
+        .collect();
+    let fields = json!({
+        "plan_hash": plan_hash,
+        "error": error.map(|e| redactor.scrub(&e)),
+        "fuel": report.fuel_used,
+        "started_ms": started_ms,
+        "elapsed_us": report.elapsed.as_micros() as u64,
+        "output": output,
+        "egress": egress,
+        "logs_dropped": report.logs_dropped,
+        "notices_dropped": report.notices_dropped,
+    });
+    record(
+        "outcome",
+        Some(who.job),
+        Some(&who.principal.id),
+        Some(who.tool),
+        Some(code),
+        object(fields),
+    )
+}
+
+/// Why a call did not run, as the outcome column says it.
+fn refusal_code(error: &GateError) -> &'static str {
+    match error {
+        GateError::UnknownTool(_) => "unknown_tool",
+        GateError::Arguments(_) | GateError::BadKey(_) => "bad_request",
+        GateError::Schema(_) => "schema",
+        GateError::Denied { .. } => "denied",
+        GateError::Busy(_) => "busy",
+        GateError::Run { .. } | GateError::Replayed { .. } => "failed",
+        GateError::PendingApproval(_) => "approval_pending",
+        GateError::ApprovalDenied(_) => "approval_denied",
+        GateError::KeyConflict { .. } => "key_conflict",
+        GateError::InDoubt { .. } => "in_doubt",
+        GateError::RateLimited { .. } => "rate_limited",
+        GateError::State(_) => "state_error",
+        GateError::Unrecorded(_) => "audit_error",
+        GateError::OutcomeUnrecorded { .. } => "outcome_unrecorded",
+    }
+}
+
+/// What a record says of a decided plan, kept for the records after it.
+#[derive(Clone, Debug)]
+pub struct Facts {
+    pub plan_hash: String,
+    pub policy_digest: std::sync::Arc<str>,
+    pub component: String,
+    pub digest: String,
+    pub key: Option<String>,
+    /// The redacted arguments.
+    pub args: Value,
+}
+
+impl Facts {
+    pub fn of(plan: &Plan, args: Value) -> Self {
+        Self {
+            plan_hash: plan.plan_hash.clone(),
+            policy_digest: plan.policy_digest.clone(),
+            component: plan.tool.component.name.clone(),
+            digest: plan.tool.component.digest.clone(),
+            key: plan.context.idempotency_key.clone(),
+            args,
+        }
+    }
+}
+
+/// A call that did not run: `plan` is there when it got as far as a decision.
+pub fn refused(
+    who: &Subject<'_>,
+    plan: Option<&Facts>,
+    error: &GateError,
+    redactor: &Redactor,
+) -> AuditAppend {
+    let mut fields = Map::new();
+    fields.insert("roles".into(), json!(who.principal.roles));
+    fields.insert("auth".into(), who.principal.authenticated_by.into());
+    fields.insert("transport".into(), who.transport.into());
+    fields.insert("environment".into(), who.environment.into());
+    fields.insert("reason".into(), redactor.scrub(&error.to_string()).into());
+    if let Some(plan) = plan {
+        fields.insert("plan_hash".into(), plan.plan_hash.clone().into());
+        fields.insert("policy_digest".into(), (*plan.policy_digest).into());
+        fields.insert(
+            "component".into(),
+            json!({"name": plan.component, "digest": plan.digest}),
+        );
+        fields.insert("idempotency_key".into(), json!(plan.key));
+        fields.insert("args".into(), plan.args.clone());
+    }
+    if let GateError::Denied { reasons, .. } = error {
+        let reasons: Vec<String> = reasons.iter().map(|r| redactor.scrub(r)).collect();
+        fields.insert("reasons".into(), json!(reasons));
+    }
+    if let GateError::RateLimited { limit, .. } = error {
+        fields.insert("limit".into(), json!(limit));
+    }
+    if let GateError::PendingApproval(a) | GateError::ApprovalDenied(a) = error {
+        fields.insert("approval".into(), a.id.clone().into());
+    }
+    record(
+        "refused",
+        Some(who.job),
+        Some(&who.principal.id),
+        Some(who.tool),
+        Some(refusal_code(error)),
+        fields,
+    )
+}
+
+/// A keyed call answered with the stored outcome of an earlier run: nothing ran.
+pub fn replayed(who: &Subject<'_>, plan: &Plan, key: &str) -> AuditAppend {
+    let fields = json!({
+        "transport": who.transport,
+        "plan_hash": plan.plan_hash,
+        "idempotency_key": key,
+    });
+    record(
+        "replayed",
+        Some(who.job),
+        Some(&who.principal.id),
+        Some(who.tool),
+        Some("replayed"),
+        object(fields),
+    )
+}
+
+/// An approval's event: `requested`, `voted`, `approved`, `denied`, `withdrawn`, `consumed`.
+/// `by` is who acted (the voter, the requester who withdrew); `job`, the call it is for.
+pub fn approval(
+    event: &'static str,
+    approval: &Approval,
+    by: Option<&str>,
+    origin: Option<&str>,
+    job: Option<&str>,
+) -> AuditAppend {
+    let fields = json!({
+        "event": event,
+        "approval": approval.id,
+        "requester": approval.principal,
+        "by": by,
+        "origin": origin,
+        "plan_hash": approval.plan_hash,
+        "policy_digest": approval.policy_digest,
+        "status": approval.status,
+        "votes": approval.votes.iter().map(|v| json!({
+            "approver": v.approver, "roles": v.roles, "approve": v.approve, "at": v.at,
+        })).collect::<Vec<_>>(),
+    });
+    record(
+        "approval",
+        job,
+        Some(by.unwrap_or(&approval.principal)),
+        Some(&approval.tool),
+        Some(event),
+        object(fields),
+    )
+}
+
+/// A vote on an approval: `approved` or `denied` when it decided it, else `voted`.
+pub fn vote(approval: &Approval, by: &str, origin: &str) -> AuditAppend {
+    let event = match approval.status {
+        crate::state::ApprovalStatus::Approved => "approved",
+        crate::state::ApprovalStatus::Denied => "denied",
+        _ => "voted",
+    };
+    self::approval(event, approval, Some(by), Some(origin), None)
+}
+
+/// A task's event: `created`, `running`, `completed`, `failed`, `cancelled`.
+pub fn task(
+    event: &'static str,
+    task: &str,
+    principal: &str,
+    tool: &str,
+    approval: &str,
+) -> AuditAppend {
+    let fields = json!({"event": event, "task": task, "approval": approval});
+    record(
+        "task",
+        None,
+        Some(principal),
+        Some(tool),
+        Some(event),
+        object(fields),
+    )
+}

@@ -1,0 +1,283 @@
+//! `portcullis audit verify|tail|show|export|key|prune`: the operator's view of the trail.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Subcommand;
+
+use super::out;
+use crate::audit::{Audit, parse_public_key, verify_trail};
+use crate::config::Config;
+use crate::state::sqlite::SqliteStore;
+use crate::state::{AuditQuery, AuditRow, Store};
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Check the whole trail: the hash chain, every signature, and that it was not cut short.
+    /// Names the first bad record and why; exits 1 if there is one.
+    Verify {
+        /// Trust only this public key (`ed25519:<hex>` or a PEM file), not the key file beside
+        /// the store: pin the key you exported, since whoever can edit the store may be able to
+        /// replace that file too. Repeatable.
+        #[arg(long = "public-key", value_name = "KEY")]
+        public_keys: Vec<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The newest records, one line each; `-f` keeps printing new ones.
+    Tail {
+        /// How many records.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: u32,
+        /// Keep printing records as they are written.
+        #[arg(short, long)]
+        follow: bool,
+        /// Print each record's whole JSON instead of a summary line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every record of one job (the job id is in `tail`, the result's `_meta` and errors).
+    Show { job: String },
+    /// Records as JSON lines, for a SIEM. Each line is a record's exact body followed by its
+    /// `"hash"`.
+    Export {
+        /// Only `jsonl` for now.
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+        #[command(flatten)]
+        filter: Filter,
+    },
+    /// The public key that verifies the trail's signatures.
+    Key {
+        /// As a PEM SubjectPublicKeyInfo instead of `ed25519:<hex>`.
+        #[arg(long)]
+        pem: bool,
+    },
+    /// Remove records older than a time, behind a signed marker so that the trail still
+    /// verifies.
+    Prune {
+        /// RFC 3339 time, or an age such as `90d`.
+        #[arg(long, value_name = "TIME")]
+        before: String,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Filter {
+    /// Records at or after this RFC 3339 time, or this long ago (`1h`, `7d`).
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Records before this RFC 3339 time, or this long ago.
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    #[arg(long)]
+    principal: Option<String>,
+    #[arg(long)]
+    tool: Option<String>,
+    /// `ok`, `tool_error`, `limit`, `denied`, `schema`, `rate_limited`, `approval_pending`, …
+    #[arg(long)]
+    outcome: Option<String>,
+    /// `intent`, `outcome`, `refused`, `replayed`, `approval`, `task`, `checkpoint`, `pruned`.
+    #[arg(long)]
+    kind: Option<String>,
+}
+
+/// An RFC 3339 time or an age before now, in ms since the epoch.
+fn time_arg(text: &str) -> Result<u64> {
+    if let Some(ms) = crate::time::parse_rfc3339_ms(text) {
+        return Ok(ms);
+    }
+    let age = crate::grants::parse_duration(text)
+        .map_err(|e| anyhow!("`{text}` is neither an RFC 3339 time nor an age like `7d`: {e}"))?;
+    Ok(crate::time::now_ms().saturating_sub(age.as_millis() as u64))
+}
+
+fn summary(row: &AuditRow) -> String {
+    let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    format!(
+        "{:>8}  {}  {:<10} {:<16} {:<12} {:<20} {}",
+        row.seq,
+        crate::time::rfc3339_ms(row.at_ms),
+        row.kind,
+        dash(&row.outcome),
+        dash(&row.principal),
+        dash(&row.tool),
+        dash(&row.job),
+    )
+}
+
+/// The exact body with its hash after it.
+fn line(row: &AuditRow) -> String {
+    let body = row.body.trim_end();
+    let open = body.strip_suffix('}').unwrap_or(body);
+    format!("{open},\"hash\":\"{}\"}}", row.hash)
+}
+
+pub async fn run(config: &Config, command: &AuditCommand) -> Result<ExitCode> {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
+        &config.data_dir,
+        config.state.durability,
+    )?);
+    let audit = Audit::open(&config.audit, &config.data_dir, store.clone())?;
+    match command {
+        AuditCommand::Verify { public_keys, json } => {
+            let trusted: BTreeSet<String> = if public_keys.is_empty() {
+                audit.trusted_keys().clone()
+            } else {
+                public_keys
+                    .iter()
+                    .map(|k| {
+                        let text = if std::path::Path::new(k).is_file() {
+                            std::fs::read_to_string(k).with_context(|| format!("reading {k}"))?
+                        } else {
+                            k.clone()
+                        };
+                        parse_public_key(&text).with_context(|| format!("--public-key `{k}`"))
+                    })
+                    .collect::<Result<_>>()?
+            };
+            let report = verify_trail(&*store, &trusted, audit.head_path()).await?;
+            if *json {
+                out(serde_json::to_string_pretty(&report)?);
+            } else if let Some(problem) = &report.problem {
+                out(format!(
+                    "audit trail: BROKEN at record {}: {}",
+                    problem.seq, problem.why
+                ));
+                out(format!("({} records checked before it)", report.records));
+            } else {
+                let span = match (report.first_seq, report.last_seq) {
+                    (Some(a), Some(b)) => format!("records {a}–{b}"),
+                    _ => "no records".into(),
+                };
+                out(format!(
+                    "audit trail: OK — {} ({} records, {} checkpoints){}",
+                    span,
+                    report.records,
+                    report.checkpoints,
+                    report.pruned_up_to.map_or(String::new(), |p| format!(
+                        ", pruned up to {p} by a signed marker"
+                    )),
+                ));
+                if report.unsealed > 0 {
+                    out(format!(
+                        "{} records after the last checkpoint are not sealed yet (a gateway is running, or one stopped without sealing)",
+                        report.unsealed
+                    ));
+                }
+                out(format!(
+                    "signed by: {}",
+                    report.keys.iter().cloned().collect::<Vec<_>>().join(", ")
+                ));
+            }
+            Ok(if report.problem.is_some() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+        AuditCommand::Tail {
+            lines,
+            follow,
+            json,
+        } => {
+            let mut newest = store
+                .audit_read(AuditQuery {
+                    newest_first: true,
+                    limit: *lines,
+                    ..Default::default()
+                })
+                .await?;
+            newest.reverse();
+            let print = |row: &AuditRow| {
+                out(if *json {
+                    row.body.clone()
+                } else {
+                    summary(row)
+                })
+            };
+            newest.iter().for_each(print);
+            let mut after = newest.last().map_or(0, |r| r.seq);
+            if !*follow {
+                return Ok(ExitCode::SUCCESS);
+            }
+            loop {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                let rows = store
+                    .audit_read(AuditQuery {
+                        after,
+                        limit: 1_000,
+                        ..Default::default()
+                    })
+                    .await?;
+                rows.iter().for_each(print);
+                after = rows.last().map_or(after, |r| r.seq);
+            }
+        }
+        AuditCommand::Show { job } => {
+            let rows = store
+                .audit_read(AuditQuery {
+                    job: Some(job.clone()),
+                    limit: 1_000,
+                    ..Default::default()
+                })
+                .await?;
+            if rows.is_empty() {
+                bail!("no audit records for job `{job}`");
+            }
+            for row in &rows {
+                let body: serde_json::Value = serde_json::from_str(&row.body)?;
+                out(serde_json::to_string_pretty(&body)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Export { format, filter } => {
+            if format != "jsonl" {
+                bail!("--format `{format}`: only `jsonl` is supported");
+            }
+            let mut query = AuditQuery {
+                since_ms: filter.since.as_deref().map(time_arg).transpose()?,
+                until_ms: filter.until.as_deref().map(time_arg).transpose()?,
+                principal: filter.principal.clone(),
+                tool: filter.tool.clone(),
+                outcome: filter.outcome.clone(),
+                kind: filter.kind.clone(),
+                limit: 5_000,
+                ..Default::default()
+            };
+            loop {
+                let rows = store.audit_read(query.clone()).await?;
+                let Some(last) = rows.last() else {
+                    break;
+                };
+                query.after = last.seq;
+                rows.iter().for_each(|row| out(line(row)));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Key { pem } => {
+            out(if *pem {
+                audit.signer().public_pem().trim_end().to_string()
+            } else {
+                audit.public_key().to_string()
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        AuditCommand::Prune { before } => {
+            let before = time_arg(before)?;
+            match audit.prune(before).await? {
+                Some(n) => out(format!(
+                    "pruned {n} records older than {}; a signed marker records it",
+                    crate::time::rfc3339_ms(before)
+                )),
+                None => out("nothing to prune"),
+            }
+            audit.checkpoint().await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
