@@ -7,7 +7,8 @@
 //! `BENCH_ITERATIONS` scales every loop (default 20000 in process, a tenth of it over stdio);
 //! `BENCH_IN_PROCESS_ONLY=1` stops after the in-process instance measurements;
 //! `BENCH_SKIP_TRANSPORTS=1` after the governed call in process (no stdio, HTTP, fairness);
-//! `BENCH_EGRESS_ONLY=1` runs only the outbound HTTP comparison.
+//! `BENCH_EGRESS_ONLY=1` runs only the outbound HTTP comparison; `BENCH_AUDIT_ONLY=1` only
+//! the audit trail's cost (off against on).
 //! Results go into docs/perf.md.
 
 use std::io::{BufRead, BufReader, Write};
@@ -15,6 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "support/audit.rs"]
+mod audit;
 #[path = "support/egress.rs"]
 mod egress;
 
@@ -591,6 +594,12 @@ fn main() {
     if std::env::var_os("BENCH_THROUGHPUT_ONLY").is_some() {
         let multi = tokio::runtime::Runtime::new().unwrap();
         multi.block_on(throughput((n / 2).max(640)));
+        return;
+    }
+    if std::env::var_os("BENCH_AUDIT_ONLY").is_some() {
+        runtime.block_on(audit::sequential((n / 6).max(1000)));
+        let multi = tokio::runtime::Runtime::new().unwrap();
+        multi.block_on(audit::throughput((n / 2).max(640)));
         return;
     }
     if std::env::var_os("BENCH_EGRESS_ONLY").is_some() {

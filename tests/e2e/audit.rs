@@ -29,7 +29,7 @@ fn audit(s: &Setup, args: &[&str]) -> Output {
 
 /// Every record `audit export` prints with `filters`, as JSON.
 fn export(s: &Setup, filters: &[&str]) -> Vec<Value> {
-    let mut args = vec!["export", "--format", "jsonl"];
+    let mut args = vec!["export"];
     args.extend_from_slice(filters);
     let o = audit(s, &args);
     assert!(o.status.success(), "export: {}", stderr(&o));
@@ -136,6 +136,27 @@ async fn a_real_trail_verifies_and_every_tampered_copy_fails_at_the_right_record
     for r in &records {
         assert_eq!(r["hash"].as_str().unwrap().len(), 64);
     }
+    // The decision log: one OPA event per decided call, the bundle as its revision.
+    let decisions = export(&s, &["--format", "opa"]);
+    assert_eq!(decisions.len(), 13, "{decisions:?}");
+    let write = decisions
+        .iter()
+        .find(|d| d["decision_id"] == job(&wrote).as_str())
+        .expect("the write_file decision");
+    assert_eq!(write["erased"], json!(["/input/args/content"]));
+    assert_eq!(write["result"]["allow"], true);
+    assert!(
+        write["bundles"]["portcullis"]["revision"]
+            .as_str()
+            .unwrap()
+            .starts_with("sha256:")
+    );
+    assert!(
+        write["metrics"]["timer_rego_query_eval_ns"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let last = records.last().unwrap()["seq"].as_u64().unwrap();
     let pristine = s.dir.path().join("pristine");
     copy_dir(&data_dir(&s), &pristine);

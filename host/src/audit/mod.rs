@@ -9,6 +9,7 @@
 //! (`retention`) leaves a signed marker naming the last record it removed. See
 //! docs/architecture.md ("Audit").
 
+pub mod decisions;
 pub mod records;
 mod redact;
 mod sign;

@@ -127,6 +127,7 @@ pub fn intent(
         },
         "approval": approval,
         "args": args,
+        "decision_ns": plan.decide_ns,
     });
     record(
         "intent",
@@ -226,17 +227,27 @@ pub struct Facts {
     pub key: Option<String>,
     /// The redacted arguments.
     pub args: Value,
+    pub decide_ns: u64,
+    /// What the policy decided (reasons redacted; limits as the policy asked for them).
+    pub decision: Value,
 }
 
 impl Facts {
-    pub fn of(plan: &Plan, args: Value) -> Self {
+    pub fn of(plan: &Plan, args: Value, redactor: &Redactor) -> Self {
+        let d = &plan.decision;
+        let reasons: Vec<String> = d.reasons.iter().map(|r| redactor.scrub(r)).collect();
         Self {
+            decision: json!({
+                "allow": d.allow, "reasons": reasons, "requires_approval": d.requires_approval,
+                "grants": d.grants, "limits": d.limits, "rate": d.rate, "redact": d.redact,
+            }),
             plan_hash: plan.plan_hash.clone(),
             policy_digest: plan.policy_digest.clone(),
             component: plan.tool.component.name.clone(),
             digest: plan.tool.component.digest.clone(),
             key: plan.context.idempotency_key.clone(),
             args,
+            decide_ns: plan.decide_ns,
         }
     }
 }
@@ -263,6 +274,8 @@ pub fn refused(
         );
         fields.insert("idempotency_key".into(), json!(plan.key));
         fields.insert("args".into(), plan.args.clone());
+        fields.insert("decision_ns".into(), plan.decide_ns.into());
+        fields.insert("decision".into(), plan.decision.clone());
     }
     if let GateError::Denied { reasons, .. } = error {
         let reasons: Vec<String> = reasons.iter().map(|r| redactor.scrub(r)).collect();

@@ -42,10 +42,11 @@ pub enum AuditCommand {
     },
     /// Every record of one job (the job id is in `tail`, the result's `_meta` and errors).
     Show { job: String },
-    /// Records as JSON lines, for a SIEM. Each line is a record's exact body followed by its
-    /// `"hash"`.
+    /// Records as JSON lines, for a SIEM. With `--format jsonl` each line is a record's exact
+    /// body followed by its `"hash"`; with `--format opa`, each policy decision (of a call that
+    /// ran or was refused) as an OPA decision-log event.
     Export {
-        /// Only `jsonl` for now.
+        /// `jsonl` (the records) or `opa` (the decision log).
         #[arg(long, default_value = "jsonl")]
         format: String,
         #[command(flatten)]
@@ -236,9 +237,11 @@ pub async fn run(config: &Config, command: &AuditCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Export { format, filter } => {
-            if format != "jsonl" {
-                bail!("--format `{format}`: only `jsonl` is supported");
-            }
+            let opa = match format.as_str() {
+                "jsonl" => false,
+                "opa" => true,
+                _ => bail!("--format `{format}`: use `jsonl` (records) or `opa` (decisions)"),
+            };
             let mut query = AuditQuery {
                 since_ms: filter.since.as_deref().map(time_arg).transpose()?,
                 until_ms: filter.until.as_deref().map(time_arg).transpose()?,
@@ -255,7 +258,16 @@ pub async fn run(config: &Config, command: &AuditCommand) -> Result<ExitCode> {
                     break;
                 };
                 query.after = last.seq;
-                rows.iter().for_each(|row| out(line(row)));
+                for row in &rows {
+                    if !opa {
+                        out(line(row));
+                    } else if let Some(event) = serde_json::from_str(&row.body)
+                        .ok()
+                        .and_then(|body| crate::audit::decisions::opa_event(&body))
+                    {
+                        out(event);
+                    }
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

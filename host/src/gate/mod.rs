@@ -368,7 +368,9 @@ impl Gateway {
             usage: usage.as_ref(),
             approvals: None,
         };
+        let deciding = std::time::Instant::now();
         let (decision, policy_digest) = self.policy.decide_in_bundle(&input);
+        let decide_ns = deciding.elapsed().as_nanos() as u64;
         let tool = match found {
             Some(tool) if decision.allow => tool.clone(),
             _ => {
@@ -389,6 +391,7 @@ impl Gateway {
             policy_digest,
             context,
             usage,
+            decide_ns,
         })
     }
 
@@ -469,4 +472,6 @@ pub struct Plan {
     pub policy_digest: Arc<str>,
     pub context: RequestContext,
     pub usage: Option<Usage>,
+    /// How long the policy took to decide, in nanoseconds (for the decision log).
+    pub decide_ns: u64,
 }

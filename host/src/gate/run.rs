@@ -51,7 +51,7 @@ impl Gateway {
         let trail = self.audit.enabled().then(|| {
             let (args, redactor) = records::redacted_args(&plan);
             Arc::new(Trail {
-                facts: Facts::of(&plan, args),
+                facts: Facts::of(&plan, args, &redactor),
                 redactor,
             })
         });

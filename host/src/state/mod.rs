@@ -8,8 +8,10 @@
 //! and count, each change atomically. See docs/decisions.md ("State").
 //!
 //! The embedded backend is SQLite ([`sqlite`]): bundled, WAL, versioned migrations, one
-//! connection on a thread of its own (blocking I/O never runs on the async executor), with
-//! group commit: everything queued while a transaction commits goes into the next one.
+//! writing connection shared by flat combining (a free connection commits on the caller's
+//! thread, with no hop; a busy one takes the caller's job into its next group commit; anything
+//! that waits — another process's lock, fsync with `durability = "machine"`, sweeps, WAL
+//! checkpoints — happens on the store's own thread).
 
 mod approvals;
 pub mod audit;
@@ -21,6 +23,7 @@ mod sqlite_approvals;
 mod sqlite_audit;
 mod sqlite_tasks;
 mod tasks;
+mod writer;
 
 use std::future::Future;
 use std::pin::Pin;

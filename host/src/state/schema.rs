@@ -106,7 +106,6 @@ const MIGRATIONS: &[&str] = &[
         hash      TEXT NOT NULL
     );
     CREATE INDEX audit_job ON audit (job) WHERE job IS NOT NULL;
-    CREATE INDEX audit_at ON audit (at_ms);
     ",
 ];
 

@@ -1,20 +1,21 @@
 //! The embedded backend: one SQLite file (bundled SQLite, WAL) in the data directory.
 //!
-//! One connection lives on a thread of its own; callers send it jobs and await the answer, so
-//! no blocking I/O runs on the async executor. The thread commits in groups: it takes every job
-//! queued, runs each in a savepoint of one `BEGIN IMMEDIATE` transaction, commits once, and only
-//! then answers them all. Under load one commit (one WAL write) serves many calls. Other
-//! processes (the `portcullis approvals` CLI) open the same file; SQLite serialises writers and
-//! `busy_timeout` makes them wait briefly instead of failing.
+//! One connection writes, shared by flat combining ([`super::writer`]): a caller that finds it
+//! free commits what is queued on its own thread, one that finds it taken leaves its job to the
+//! holder; each job runs in a savepoint of one `BEGIN IMMEDIATE` transaction, and answers go out
+//! only after COMMIT. Under load one commit (one WAL write) serves many calls. Other processes
+//! (the `portcullis approvals` CLI) open the same file; SQLite serialises writers, and while
+//! another holds the lock the writer's own thread waits (`busy_timeout`), never a caller's.
 
 use std::path::Path;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::records::{Begin, Charge, Exceeded, Intent, Secs, Spans, StoredOutcome, Usage, Windows};
+use super::writer::{Chore, Job, Writer};
 use super::{Pending, Store, now, schema};
 
 /// How hard a commit is made durable.
@@ -28,17 +29,18 @@ pub enum Durability {
     Machine,
 }
 
-type Deliver = Box<dyn FnOnce(Result<(), String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> Deliver + Send>;
-
-/// The most jobs one transaction takes.
-const MAX_GROUP: usize = 512;
 /// How often finished records past their retention are deleted.
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
-/// The SQLite store. Cheap to share: it is the sending side of the connection's queue.
+/// The SQLite store: the writing connection's queue ([`Writer`]).
 pub struct SqliteStore {
-    jobs: mpsc::Sender<Job>,
+    writer: Arc<Writer>,
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        self.writer.stop();
+    }
 }
 
 fn configure(conn: &Connection, durability: Durability) -> Result<()> {
@@ -50,6 +52,8 @@ fn configure(conn: &Connection, durability: Durability) -> Result<()> {
     };
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // The writer's thread checkpoints, so that no commit on a caller's thread does.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(())
 }
 
@@ -65,23 +69,31 @@ impl SqliteStore {
             .with_context(|| format!("configuring the state database {}", path.display()))?;
         schema::migrate(&mut conn)
             .with_context(|| format!("migrating the state database {}", path.display()))?;
-        Self::start(conn)
+        Self::start(conn, durability == Durability::Process, Some(path))
     }
 
     /// A store that lives in memory only (tests).
     pub fn in_memory() -> Result<Self> {
         let mut conn = Connection::open_in_memory()?;
         schema::migrate(&mut conn)?;
-        Self::start(conn)
+        Self::start(conn, true, None)
     }
 
-    fn start(conn: Connection) -> Result<Self> {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        std::thread::Builder::new()
-            .name("portcullis-state".into())
-            .spawn(move || serve(&conn, &queue))
+    fn start(conn: Connection, inline: bool, file: Option<std::path::PathBuf>) -> Result<Self> {
+        let chore: Chore = Box::new(|conn| {
+            let swept = conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(anyhow::Error::from)
+                .and_then(|()| sweep(conn, now()))
+                .and_then(|()| Ok(conn.execute_batch("COMMIT")?));
+            if let Err(e) = swept {
+                let _ = conn.execute_batch("ROLLBACK");
+                tracing::warn!("state store: sweeping expired records failed: {e:#}");
+            }
+        });
+        let writer = Writer::start(conn, inline, file, (SWEEP_EVERY, chore))
             .context("starting the state store's thread")?;
-        Ok(Self { jobs })
+        Ok(Self { writer })
     }
 
     /// Runs `op` in the next transaction; the answer comes once that transaction committed.
@@ -101,9 +113,8 @@ impl SqliteStore {
                 let _ = tx.send(answer);
             })
         });
-        let sent = self.jobs.send(job);
+        self.writer.submit(job);
         Box::pin(async move {
-            sent.map_err(|_| anyhow!("the state store has stopped"))?;
             rx.await
                 .map_err(|_| anyhow!("the state store failed (see the gateway log)"))?
         })
@@ -121,56 +132,6 @@ fn in_savepoint<T>(conn: &Connection, op: impl FnOnce(&Connection) -> Result<T>)
     };
     conn.execute_batch(end)?;
     result
-}
-
-/// The connection's thread: group commit until every sender is gone.
-fn serve(conn: &Connection, queue: &mpsc::Receiver<Job>) {
-    let mut swept = Instant::now();
-    while let Ok(first) = queue.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match queue.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            tracing::error!("state store: cannot begin a transaction: {e}");
-            continue; // dropping the jobs answers each caller with an error
-        }
-        let mut deliveries: Vec<Deliver> = Vec::with_capacity(group.len());
-        let mut jobs = group.into_iter();
-        for job in jobs.by_ref() {
-            deliveries.push(job(conn));
-            if conn.is_autocommit() {
-                // SQLite rolled the whole transaction back (disk full, I/O error): nothing of
-                // this group is committed, and the rest must not run outside a transaction.
-                break;
-            }
-        }
-        let lost = conn.is_autocommit();
-        drop(jobs); // the jobs not run answer their callers with an error
-        if !lost && swept.elapsed() >= SWEEP_EVERY {
-            swept = Instant::now();
-            if let Err(e) = in_savepoint(conn, |c| sweep(c, now())) {
-                tracing::warn!("state store: sweeping expired records failed: {e:#}");
-            }
-        }
-        let committed = if lost {
-            Err("the transaction was rolled back by SQLite".to_string())
-        } else {
-            conn.execute_batch("COMMIT").map_err(|e| {
-                let _ = conn.execute_batch("ROLLBACK");
-                e.to_string()
-            })
-        };
-        if let Err(e) = &committed {
-            tracing::error!("state store: commit failed: {e}");
-        }
-        for deliver in deliveries {
-            deliver(committed.clone());
-        }
-    }
 }
 
 /// Deletes what is past its retention: finished idempotency records, old windows and usage.
