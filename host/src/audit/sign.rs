@@ -20,6 +20,24 @@ const SPKI_PREFIX: [u8; 12] = [
     0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
 ];
 
+/// The DER prefix of an ed25519 PKCS#8 v1 private key (RFC 8410), before the 32-byte seed:
+/// the form OpenSSL reads and writes.
+const PKCS8_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// A new private key as PKCS#8 v1 DER.
+fn generate() -> Result<Vec<u8>> {
+    use ring::rand::SecureRandom;
+    let mut seed = zeroize::Zeroizing::new([0u8; 32]);
+    ring::rand::SystemRandom::new()
+        .fill(&mut *seed)
+        .map_err(|_| anyhow!("no randomness for the audit signing key"))?;
+    let mut der = PKCS8_PREFIX.to_vec();
+    der.extend_from_slice(&*seed);
+    Ok(der)
+}
+
 /// What a signature covers.
 pub fn signed_message(kind: &str, seq: u64, hash: &str, at_ms: u64) -> String {
     format!("portcullis-audit-{kind}-v1\n{seq}\n{hash}\n{at_ms}")
@@ -76,10 +94,8 @@ impl Signer {
                 false,
             )),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let rng = ring::rand::SystemRandom::new();
-                let der = Ed25519KeyPair::generate_pkcs8(&rng)
-                    .map_err(|_| anyhow!("generating the audit signing key failed"))?;
-                let text = pem("PRIVATE KEY", der.as_ref());
+                let der = zeroize::Zeroizing::new(generate()?);
+                let text = zeroize::Zeroizing::new(pem("PRIVATE KEY", &der));
                 if let Some(dir) = path.parent() {
                     std::fs::create_dir_all(dir)
                         .with_context(|| format!("creating {}", dir.display()))?;
@@ -113,10 +129,7 @@ impl Signer {
 
     /// A key that lives in memory only.
     pub fn ephemeral() -> Result<Self> {
-        let rng = ring::rand::SystemRandom::new();
-        let der = Ed25519KeyPair::generate_pkcs8(&rng)
-            .map_err(|_| anyhow!("generating a signing key failed"))?;
-        Self::from_pem(&pem("PRIVATE KEY", der.as_ref()))
+        Self::from_pem(&pem("PRIVATE KEY", &generate()?))
     }
 
     fn from_pem(text: &str) -> Result<Self> {
@@ -226,6 +239,16 @@ mod tests {
             signer.public_key()
         );
         assert!(parse_public_key("ed25519:00").is_err());
+        // The file is what OpenSSL writes, and a key OpenSSL wrote loads.
+        let written = std::fs::read_to_string(&path).unwrap();
+        assert!(written.starts_with("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEI"));
+        let openssl = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIBxVJdCaaI3zWKaN3zXNLmy7ZFsBMIZiWlKNv6GKunU4\n-----END PRIVATE KEY-----\n";
+        std::fs::write(&path, openssl).unwrap();
+        let (theirs, _) = Signer::load_or_create(&path).unwrap();
+        assert_eq!(
+            theirs.public_key(),
+            "ed25519:c05e0842dda3777cce930fc716a71e5b4525e770fe227b8b095232afbab77507"
+        );
         std::fs::write(&path, "not a key").unwrap();
         let e = Signer::load_or_create(&path).unwrap_err();
         assert!(format!("{e:#}").contains("PKCS#8 PEM"), "{e:#}");

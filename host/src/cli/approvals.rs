@@ -176,6 +176,7 @@ async fn cast(
             audit
                 .append(vec![crate::audit::records::vote(&a, &voter.id, &origin())])
                 .await?;
+            audit.checkpoint().await?;
             let webhook = super::webhook_for(config)?;
             crate::gate::approval::voted(webhook.as_ref(), &a);
             if let Some(webhook) = webhook {

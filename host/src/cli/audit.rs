@@ -155,11 +155,13 @@ pub async fn run(config: &Config, command: &AuditCommand) -> Result<ExitCode> {
                     (Some(a), Some(b)) => format!("records {a}–{b}"),
                     _ => "no records".into(),
                 };
+                let plural =
+                    |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
                 out(format!(
-                    "audit trail: OK — {} ({} records, {} checkpoints){}",
+                    "audit trail: OK — {} ({}, {}){}",
                     span,
-                    report.records,
-                    report.checkpoints,
+                    plural(report.records, "record"),
+                    plural(report.checkpoints, "checkpoint"),
                     report.pruned_up_to.map_or(String::new(), |p| format!(
                         ", pruned up to {p} by a signed marker"
                     )),
