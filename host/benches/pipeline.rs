@@ -24,7 +24,7 @@ mod egress;
 use portcullis::capabilities::Capabilities;
 use portcullis::catalog::Catalog;
 use portcullis::config::Config;
-use portcullis::gate::{RawArgs, Transport};
+use portcullis::gate::{Asked, RawArgs, Transport};
 use portcullis::grants::{Grants, Limits};
 use portcullis::policy::{Action, INPUT_VERSION, PolicyInput, RequestContext, ToolFacts};
 use portcullis::runner::{EngineSettings, Runner};
@@ -198,6 +198,7 @@ async fn governed(n: usize) {
         request_id: "bench".into(),
         transport: "cli",
         idempotency_key: None,
+        trace: portcullis::telemetry::TraceContext::root(),
     };
     let args = json!({"text": "a"});
     let input = PolicyInput {
@@ -240,7 +241,7 @@ async fn governed(n: usize) {
                 "hash",
                 RawArgs::Object(Some(map.clone())),
                 Transport::Cli,
-                None,
+                Asked::default(),
                 None,
             )
             .await
@@ -251,7 +252,14 @@ async fn governed(n: usize) {
         let args = RawArgs::Object(Some(map.clone()));
         let started = Instant::now();
         let outcome = gateway
-            .call(&principal, "hash", args, Transport::Cli, None, None)
+            .call(
+                &principal,
+                "hash",
+                args,
+                Transport::Cli,
+                Asked::default(),
+                None,
+            )
             .await;
         pipeline.push(started.elapsed());
         assert!(outcome.is_ok());
@@ -272,7 +280,7 @@ async fn governed(n: usize) {
                 "hash",
                 args,
                 Transport::Cli,
-                Some(format!("bench-{i}")),
+                Asked::key(Some(format!("bench-{i}"))),
                 None,
             )
             .await;
@@ -289,7 +297,7 @@ async fn governed(n: usize) {
         let args = RawArgs::Object(Some(map.clone()));
         let started = Instant::now();
         let plan = gateway
-            .plan(&principal, "hash", args, Transport::Cli, None)
+            .plan(&principal, "hash", args, Transport::Cli, Asked::default())
             .await
             .unwrap();
         plans.push(started.elapsed());
@@ -321,7 +329,7 @@ async fn governed(n: usize) {
             let args = RawArgs::Object(Some(map.clone()));
             let started = Instant::now();
             let refused = gateway
-                .plan(&reader, tool, args, Transport::Cli, None)
+                .plan(&reader, tool, args, Transport::Cli, Asked::default())
                 .await;
             times.push(started.elapsed());
             assert!(matches!(

@@ -320,7 +320,7 @@ async fn planned(
             tool,
             portcullis::gate::RawArgs::Text(&args.to_string()),
             portcullis::gate::Transport::Cli,
-            None,
+            portcullis::gate::Asked::default(),
         )
         .await
         .unwrap_or_else(|e| panic!("{tool} {args}: {e}"));

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use portcullis::config::Config;
-use portcullis::gate::{RawArgs, Transport};
+use portcullis::gate::{Asked, RawArgs, Transport};
 use serde_json::{Value, json};
 
 use super::{bench_config_with, post_mcp, serve_http, stats};
@@ -39,7 +39,14 @@ pub async fn sequential(n: usize) {
             let args = RawArgs::Object(Some(map.clone()));
             let started = Instant::now();
             let outcome = gateway
-                .call(principal, "hash", args, Transport::Cli, None, None)
+                .call(
+                    principal,
+                    "hash",
+                    args,
+                    Transport::Cli,
+                    Asked::default(),
+                    None,
+                )
                 .await;
             if i >= 200 {
                 times.push(started.elapsed());

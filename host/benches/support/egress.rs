@@ -10,7 +10,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use portcullis::config::Config;
-use portcullis::gate::{RawArgs, Transport};
+use portcullis::gate::{Asked, RawArgs, Transport};
 use serde_json::{Value, json};
 
 use super::{bench_config_with, report};
@@ -91,7 +91,13 @@ async fn governed(port: u16, n: usize, pool_max_idle: usize) -> (Vec<Duration>, 
         let args = RawArgs::Object(Some(map.clone()));
         let started = Instant::now();
         let plan = gateway
-            .plan(&principal, "http_fetch", args, Transport::Cli, None)
+            .plan(
+                &principal,
+                "http_fetch",
+                args,
+                Transport::Cli,
+                Asked::default(),
+            )
             .await
             .unwrap_or_else(|e| panic!("http_fetch refused: {e}"));
         let planned = started.elapsed();

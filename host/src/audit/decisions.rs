@@ -39,6 +39,7 @@ pub fn opa_event(record: &Value) -> Option<Value> {
     };
     Some(json!({
         "decision_id": record["job"],
+        "trace_id": record["trace_id"],
         "path": "portcullis/decision",
         "timestamp": record["at"],
         "requested_by": record["principal"],

@@ -30,6 +30,8 @@ pub struct Subject<'a> {
     pub transport: &'a str,
     pub environment: &'a str,
     pub tool: &'a str,
+    /// The W3C trace id of the call.
+    pub trace_id: &'a str,
 }
 
 fn record(
@@ -128,6 +130,8 @@ pub fn intent(
         "approval": approval,
         "args": args,
         "decision_ns": plan.decide_ns,
+        "trace_id": who.trace_id,
+        "parent_span_id": plan.context.trace.parent_id,
     });
     record(
         "intent",
@@ -186,6 +190,7 @@ pub fn outcome(
         "egress": egress,
         "logs_dropped": report.logs_dropped,
         "notices_dropped": report.notices_dropped,
+        "trace_id": who.trace_id,
     });
     record(
         "outcome",
@@ -264,6 +269,7 @@ pub fn refused(
     fields.insert("auth".into(), who.principal.authenticated_by.into());
     fields.insert("transport".into(), who.transport.into());
     fields.insert("environment".into(), who.environment.into());
+    fields.insert("trace_id".into(), who.trace_id.into());
     fields.insert("reason".into(), redactor.scrub(&error.to_string()).into());
     if let Some(plan) = plan {
         fields.insert("plan_hash".into(), plan.plan_hash.clone().into());
@@ -303,6 +309,7 @@ pub fn replayed(who: &Subject<'_>, plan: &Plan, key: &str) -> AuditAppend {
         "transport": who.transport,
         "plan_hash": plan.plan_hash,
         "idempotency_key": key,
+        "trace_id": who.trace_id,
     });
     record(
         "replayed",

@@ -407,7 +407,7 @@ async fn call(
             tool,
             RawArgs::Text(&text),
             Transport::Cli,
-            key.map(str::to_string),
+            crate::gate::Asked::key(key.map(str::to_string)),
         )
         .await;
     let (decision, result) = match planned {

@@ -53,6 +53,8 @@ pub struct GateSettings {
 pub struct CallOutcome {
     /// The job id: the call's records in the audit trail (`portcullis audit show`).
     pub job: String,
+    /// The W3C trace id the call belongs to.
+    pub trace_id: String,
     pub plan_hash: String,
     /// The policy bundle that decided.
     pub policy_digest: Arc<str>,
@@ -72,6 +74,24 @@ pub struct KeyUse {
 
 /// Finds a configured principal by id and authentication method.
 pub type PrincipalLookup = dyn Fn(&str, &'static str) -> Option<Principal> + Send + Sync;
+
+/// What the agent sent with a call besides its arguments: an idempotency key, a trace context.
+#[derive(Clone, Debug, Default)]
+pub struct Asked {
+    pub idempotency_key: Option<String>,
+    /// The agent's W3C trace context (`_meta.traceparent`); `None` starts a new trace.
+    pub trace: Option<crate::telemetry::TraceContext>,
+}
+
+impl Asked {
+    /// Just an idempotency key (or none).
+    pub fn key(idempotency_key: Option<String>) -> Self {
+        Self {
+            idempotency_key,
+            trace: None,
+        }
+    }
+}
 
 /// How the caller reached the gateway.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -218,13 +238,16 @@ impl Gateway {
 
     /// A new request's context; its `request_id` is the job id of the audit trail, unique
     /// across the processes sharing the store.
-    fn context(&self, transport: Transport, idempotency_key: Option<String>) -> RequestContext {
+    fn context(&self, transport: Transport, asked: Asked) -> RequestContext {
         let n = self.requests.fetch_add(1, Ordering::Relaxed);
         RequestContext {
             time: crate::time::now_rfc3339(),
             request_id: format!("{}-{n}", self.owner.id()),
             transport: transport.name(),
-            idempotency_key,
+            idempotency_key: asked.idempotency_key,
+            trace: asked
+                .trace
+                .unwrap_or_else(crate::telemetry::TraceContext::root),
         }
     }
 
@@ -250,7 +273,7 @@ impl Gateway {
         principal: &Principal,
         transport: Transport,
     ) -> Vec<Arc<ToolEntry>> {
-        let context = self.context(transport, None);
+        let context = self.context(transport, Asked::default());
         self.catalog
             .tools()
             .filter(|tool| self.may_list(principal, facts(tool), &context))
@@ -265,26 +288,28 @@ impl Gateway {
     /// exists. A tool that does not exist goes through the same steps (with a placeholder for
     /// the tool: no schema, no component) before it is reported unknown, so both refusals cost
     /// the same. An allowed call costs one policy evaluation; `list` is consulted on failure.
-    /// `idempotency_key` is the agent's, checked here and shown to policy.
+    /// `asked.idempotency_key` is the agent's, checked here and shown to policy.
     pub async fn plan(
         &self,
         principal: &Principal,
         tool_name: &str,
         raw: RawArgs<'_>,
         transport: Transport,
-        idempotency_key: Option<String>,
+        asked: Asked,
     ) -> Result<Plan, GateError> {
-        let checked = idempotency_key
+        let checked = asked
+            .idempotency_key
             .as_deref()
             .map_or(Ok(()), idempotency::check_key);
-        let context = self.context(transport, idempotency_key);
+        let context = self.context(transport, asked);
         let job = context.request_id.clone();
+        let trace_id = context.trace.trace_id.clone();
         let planned = match checked {
             Ok(()) => self.plan_in(principal, tool_name, raw, context).await,
             Err(e) => Err(e),
         };
         if let Err(error) = &planned {
-            let who = self.subject(&job, principal, transport.name(), tool_name);
+            let who = self.subject(&job, &trace_id, principal, transport.name(), tool_name);
             let refused = crate::audit::records::refused(&who, None, error, &Default::default());
             self.audit.note(refused);
         }
@@ -295,6 +320,7 @@ impl Gateway {
     pub(crate) fn subject<'a>(
         &'a self,
         job: &'a str,
+        trace_id: &'a str,
         principal: &'a Principal,
         transport: &'a str,
         tool: &'a str,
@@ -305,6 +331,7 @@ impl Gateway {
             transport,
             environment: &self.settings.environment,
             tool,
+            trace_id,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::state::{StoredOutcome, now};
 
 use super::idempotency::{KeyGuard, Started};
 use super::{
-    CallOutcome, GateError, Gated, Gateway, KeyUse, Plan, RawArgs, Transport, output, rate,
+    Asked, CallOutcome, GateError, Gated, Gateway, KeyUse, Plan, RawArgs, Transport, output, rate,
 };
 
 fn state_error(e: anyhow::Error) -> GateError {
@@ -28,11 +28,11 @@ impl Gateway {
         tool_name: &str,
         raw: RawArgs<'_>,
         transport: Transport,
-        idempotency_key: Option<String>,
+        asked: Asked,
         notify: Option<Notify>,
     ) -> Result<CallOutcome, GateError> {
         let plan = self
-            .plan(principal, tool_name, raw, transport, idempotency_key)
+            .plan(principal, tool_name, raw, transport, asked)
             .await?;
         self.execute(principal, plan, notify).await
     }
@@ -56,6 +56,7 @@ impl Gateway {
             })
         });
         let (job, transport) = (plan.context.request_id.clone(), plan.context.transport);
+        let trace_id = plan.context.trace.trace_id.clone();
         let tool = plan.tool.descriptor.name.clone();
         let result = self
             .execute_in(principal, plan, notify, trail.clone())
@@ -68,7 +69,7 @@ impl Gateway {
                     | GateError::OutcomeUnrecorded { .. }
             )
         {
-            let who = self.subject(&job, principal, transport, &tool);
+            let who = self.subject(&job, &trace_id, principal, transport, &tool);
             let record = records::refused(&who, Some(&trail.facts), error, &trail.redactor);
             self.audit.note(record);
         }
@@ -105,6 +106,7 @@ impl Gateway {
                 if trail.is_some() {
                     let who = self.subject(
                         &plan.context.request_id,
+                        &plan.context.trace.trace_id,
                         principal,
                         plan.context.transport,
                         &plan.tool.descriptor.name,
@@ -182,6 +184,7 @@ impl Gateway {
         let tool_name = plan.tool.descriptor.name.as_str();
         let who = self.subject(
             &plan.context.request_id,
+            &plan.context.trace.trace_id,
             principal,
             plan.context.transport,
             tool_name,
@@ -253,12 +256,21 @@ impl Gateway {
                 records::outcome(&who, &plan.plan_hash, &report, started_ms, &trail.redactor);
             if let Err(e) = self.audit.append(vec![outcome]).await {
                 tracing::error!(job = %plan.context.request_id, "recording a call's outcome failed: {e:#}");
+                let error = format!("{e:#}");
                 if let Some(guard) = guard {
-                    guard.finish(stored(&report));
+                    // A repeat under the key must not hand out the result the trail lacks.
+                    guard.finish(StoredOutcome {
+                        result: None,
+                        error: Some(format!(
+                            "the call ran, but the audit trail could not record its outcome ({error}); its result is withheld"
+                        )),
+                        fuel_used: report.fuel_used,
+                        finished_at: now(),
+                    });
                 }
                 return Err(GateError::OutcomeUnrecorded {
                     plan_hash: plan.plan_hash,
-                    error: format!("{e:#}"),
+                    error,
                 });
             }
         }
@@ -281,6 +293,7 @@ impl Gateway {
         }
         Ok(CallOutcome {
             job: plan.context.request_id,
+            trace_id: plan.context.trace.trace_id,
             plan_hash: plan.plan_hash,
             policy_digest: plan.policy_digest,
             decision: plan.decision,
@@ -330,6 +343,7 @@ fn replay(
     };
     Ok(CallOutcome {
         job: plan.context.request_id,
+        trace_id: plan.context.trace.trace_id,
         plan_hash: plan.plan_hash,
         policy_digest: plan.policy_digest,
         decision: plan.decision,

@@ -202,6 +202,7 @@ pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, 
             let mut meta =
                 meta(Some(&outcome.plan_hash), Some(&outcome.report)).unwrap_or_default();
             meta.insert("portcullis/job".into(), json!(outcome.job));
+            meta.insert("portcullis/trace_id".into(), json!(outcome.trace_id));
             meta.insert(
                 "portcullis/policy_digest".into(),
                 json!(outcome.policy_digest),
@@ -302,6 +303,14 @@ fn approval_meta(a: &crate::state::Approval) -> Value {
     })
 }
 
+/// The agent's W3C trace context (`_meta.traceparent`, `_meta.tracestate`), if it sent a
+/// valid one; anything else starts a new trace, as the W3C specification says.
+fn trace_context(context: &RequestContext<RoleServer>) -> Option<crate::telemetry::TraceContext> {
+    let parent = context.meta.get("traceparent")?.as_str()?;
+    let state = context.meta.get("tracestate").and_then(Value::as_str);
+    crate::telemetry::TraceContext::parse(parent, state)
+}
+
 /// The agent's idempotency key, if it sent one; not a string is an error.
 fn idempotency_key(context: &RequestContext<RoleServer>) -> Result<Option<String>, String> {
     match context.meta.get(IDEMPOTENCY_KEY_META) {
@@ -367,6 +376,10 @@ impl ServerHandler for Handler {
         let hold = self.gateway.settings.approval_hold;
         let keep_args = tasks || !hold.is_zero();
         let kept_args = keep_args.then(|| request.arguments.clone()).flatten();
+        let asked = crate::gate::Asked {
+            idempotency_key: key,
+            trace: trace_context(&context),
+        };
         let mut result = self
             .gateway
             .call(
@@ -374,7 +387,7 @@ impl ServerHandler for Handler {
                 &request.name,
                 RawArgs::Object(request.arguments),
                 self.transport,
-                key.clone(),
+                asked.clone(),
                 delivery.as_ref().map(|d| d.notify.clone()),
             )
             .await;
@@ -390,7 +403,7 @@ impl ServerHandler for Handler {
                     &request.name,
                     RawArgs::Object(kept_args.clone()),
                     self.transport,
-                    key,
+                    asked,
                     delivery.as_ref().map(|d| d.notify.clone()),
                 )
                 .await;

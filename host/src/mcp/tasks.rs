@@ -359,7 +359,7 @@ async fn run(gateway: &Arc<Gateway>, record: TaskRecord) {
             &record.tool,
             RawArgs::Object(args),
             transport,
-            Some(key),
+            crate::gate::Asked::key(Some(key)),
             None,
         )
         .await;

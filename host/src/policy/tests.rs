@@ -34,6 +34,7 @@ fn context() -> RequestContext {
         request_id: "r1".into(),
         transport: "cli",
         idempotency_key: None,
+        trace: crate::telemetry::TraceContext::root(),
     }
 }
 

@@ -56,6 +56,9 @@ pub struct RequestContext {
     /// The key the agent sent with the call, if any (`_meta["portcullis/idempotency_key"]`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idempotency_key: Option<String>,
+    /// The trace the call belongs to (not shown to policy).
+    #[serde(skip)]
+    pub trace: crate::telemetry::TraceContext,
 }
 
 /// The `input` document.
