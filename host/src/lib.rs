@@ -21,6 +21,7 @@ pub mod gate;
 pub mod grants;
 pub mod ijson;
 pub mod mcp;
+pub mod metrics;
 pub mod policy;
 pub mod runner;
 pub mod secrets;

@@ -204,3 +204,65 @@ async fn operators_approve_over_the_admin_api_with_their_own_credentials() {
     assert!(body.as_str().unwrap().contains("openapi: 3.1.0"));
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn metrics_parse_as_prometheus_text_and_hold_no_argument_or_secret() {
+    const CANARY: &str = "metric-canary-8c2f91";
+    let cp = ControlPlane::start("127.0.0.1", TOKEN).await;
+    let (s, _secrets) = ops_setup_with(&cp, "staging", Some(TOKEN), &admin_config());
+    let server = http_server(&s).await;
+    let base = admin_url(&server).await;
+    let dora = http_client(&server, DORA).await;
+    for _ in 0..3 {
+        let r = call(&dora, "list_services", json!({})).await.unwrap();
+        assert_eq!(r.is_error, Some(false), "{}", text(&r));
+    }
+    let denied = call(&dora, "restart_service", json!({"name": CANARY}))
+        .await
+        .unwrap();
+    assert_eq!(denied.is_error, Some(true));
+    let _ = call(&dora, CANARY, json!({"x": CANARY})).await;
+
+    // Admin credentials only.
+    let (status, _) = request("GET", &format!("{base}/metrics"), None, None).await;
+    assert_eq!(status, 401);
+    let (status, body) = request("GET", &format!("{base}/metrics"), Some(SAM_ADMIN), None).await;
+    assert_eq!(status, 200);
+    let text = body.as_str().unwrap().to_string();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_string()))).unwrap();
+    let sample = |name: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .map(|s| format!("{:?}", s.value))
+    };
+    let listed = [("tool", "list_services"), ("outcome", "ok")];
+    assert_eq!(
+        sample("portcullis_calls_total", &listed).as_deref(),
+        Some("Counter(3.0)"),
+        "{text}"
+    );
+    let denial = [("tool", "restart_service"), ("reason", "denied")];
+    assert_eq!(
+        sample("portcullis_refusals_total", &denial).as_deref(),
+        Some("Counter(1.0)"),
+        "{text}"
+    );
+    let unknown = [("tool", "(unknown)"), ("reason", "unknown_tool")];
+    assert_eq!(
+        sample("portcullis_refusals_total", &unknown).as_deref(),
+        Some("Counter(1.0)"),
+        "{text}"
+    );
+    assert!(
+        sample(
+            "portcullis_run_duration_seconds_count",
+            &[("tool", "list_services")]
+        )
+        .is_some()
+    );
+    assert!(sample("portcullis_policy_decision_duration_seconds_count", &[]).is_some());
+    assert!(!text.contains(CANARY), "an argument reached the metrics");
+    assert!(!text.contains(TOKEN), "the secret reached the metrics");
+}

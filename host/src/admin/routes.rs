@@ -64,11 +64,23 @@ pub(super) async fn route(
                 format!("{e:#}; the last good policy stays in force"),
             ),
         },
+        (&Method::GET, ["", "metrics"]) => {
+            let text = admin.gateway.metrics.prometheus_text();
+            let mut response = Response::new(Full::new(Bytes::from(text)));
+            response.headers_mut().insert(
+                hyper::header::CONTENT_TYPE,
+                hyper::header::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            response
+        }
         (_, ["", "v1", ..]) => error(
             StatusCode::NOT_FOUND,
             format!("no route {method} {path} (see /v1/openapi.yaml)"),
         ),
-        _ => error(StatusCode::NOT_FOUND, "the admin API lives under /v1/"),
+        _ => error(
+            StatusCode::NOT_FOUND,
+            "the admin API lives under /v1/ (and metrics at /metrics)",
+        ),
     }
 }
 

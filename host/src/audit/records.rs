@@ -144,7 +144,7 @@ pub fn intent(
 }
 
 /// How a run ended, as the outcome column says it.
-fn outcome_code(report: &RunReport) -> (&'static str, Option<String>) {
+pub fn outcome_code(report: &RunReport) -> (&'static str, Option<String>) {
     match &report.outcome {
         Ok(output) if output.is_error => ("tool_error", None),
         Ok(_) => ("ok", None),
@@ -203,7 +203,7 @@ pub fn outcome(
 }
 
 /// Why a call did not run, as the outcome column says it.
-fn refusal_code(error: &GateError) -> &'static str {
+pub fn refusal_code(error: &GateError) -> &'static str {
     match error {
         GateError::UnknownTool(_) => "unknown_tool",
         GateError::Arguments(_) | GateError::BadKey(_) => "bad_request",

@@ -136,6 +136,7 @@ pub struct Gateway {
     principals: Option<Arc<PrincipalLookup>>,
     /// Where every call, refusal and approval event is recorded.
     pub audit: Arc<crate::audit::Audit>,
+    pub metrics: Arc<crate::metrics::Metrics>,
     requests: AtomicU64,
 }
 
@@ -194,6 +195,7 @@ impl Gateway {
             settings,
             state,
             audit,
+            metrics: Arc::new(crate::metrics::Metrics::new()?),
             owner: Arc::new(owner),
             inflight: Arc::default(),
             budgets: budget::Budgets::default(),
@@ -309,6 +311,12 @@ impl Gateway {
             Err(e) => Err(e),
         };
         if let Err(error) = &planned {
+            let known = self
+                .catalog
+                .get(tool_name)
+                .map(|t| t.descriptor.name.as_str());
+            self.metrics
+                .refused(known, crate::audit::records::refusal_code(error));
             let who = self.subject(&job, &trace_id, principal, transport.name(), tool_name);
             let refused = crate::audit::records::refused(&who, None, error, &Default::default());
             self.audit.note(refused);
@@ -397,7 +405,9 @@ impl Gateway {
         };
         let deciding = std::time::Instant::now();
         let (decision, policy_digest) = self.policy.decide_in_bundle(&input);
-        let decide_ns = deciding.elapsed().as_nanos() as u64;
+        let took = deciding.elapsed();
+        self.metrics.decided(took);
+        let decide_ns = took.as_nanos() as u64;
         let tool = match found {
             Some(tool) if decision.allow => tool.clone(),
             _ => {

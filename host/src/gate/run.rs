@@ -61,7 +61,7 @@ impl Gateway {
         let result = self
             .execute_in(principal, plan, notify, trail.clone())
             .await;
-        if let (Err(error), Some(trail)) = (&result, &trail)
+        if let Err(error) = &result
             && !matches!(
                 error,
                 GateError::Run { .. }
@@ -69,9 +69,13 @@ impl Gateway {
                     | GateError::OutcomeUnrecorded { .. }
             )
         {
-            let who = self.subject(&job, &trace_id, principal, transport, &tool);
-            let record = records::refused(&who, Some(&trail.facts), error, &trail.redactor);
-            self.audit.note(record);
+            self.metrics
+                .refused(Some(&tool), records::refusal_code(error));
+            if let Some(trail) = &trail {
+                let who = self.subject(&job, &trace_id, principal, transport, &tool);
+                let record = records::refused(&who, Some(&trail.facts), error, &trail.redactor);
+                self.audit.note(record);
+            }
         }
         result
     }
@@ -208,6 +212,7 @@ impl Gateway {
         if let Some(guard) = &mut guard {
             guard.started();
         }
+        let running = self.metrics.running();
         let mut report = self
             .runner
             .call_admitted(
@@ -220,7 +225,11 @@ impl Gateway {
                 notify,
             )
             .await;
+        drop(running);
         output::enforce_schema(&plan.tool, &mut report);
+        let (code, _) = records::outcome_code(&report);
+        self.metrics
+            .ran(tool_name, code, report.elapsed, report.fuel_used);
         tracing::info!(
             tool = tool_name,
             principal = %principal.id,
