@@ -3,7 +3,8 @@
 //! Records go into the state store's hash chain ([`crate::state::audit`]): for a call, an
 //! `intent` committed before the tool runs and an `outcome` committed before the result is
 //! answered; if either cannot be written the call fails closed. Refusals and approval events
-//! are queued in order and not waited for. Every `checkpoint_every` a checkpoint signed with
+//! are written before they are answered too; failing to write one is logged, since a refusal
+//! stands either way. Every `checkpoint_every` a checkpoint signed with
 //! the gateway's ed25519 key seals the chain's tail, and the latest one is also kept beside
 //! the store (the head, `audit-head.json`), so that a trail cut short is caught too. Pruning
 //! (`retention`) leaves a signed marker naming the last record it removed. See
@@ -120,7 +121,16 @@ impl Audit {
         self.store.audit_append(records)
     }
 
-    /// Queues `record` without waiting: a failure to write it is logged.
+    /// Writes `record` and waits for its commit; a failure to write it is logged (what it
+    /// records, a refusal or an event, stands either way).
+    pub async fn record(&self, record: AuditAppend) {
+        if let Err(e) = self.append(vec![record]).await {
+            tracing::error!("writing an audit record failed: {e:#}");
+        }
+    }
+
+    /// Queues `record` without waiting (for callers that cannot wait): a failure to write it
+    /// is logged.
     pub fn note(&self, record: AuditAppend) {
         if !self.enabled {
             return;

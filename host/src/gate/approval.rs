@@ -136,13 +136,15 @@ impl Gateway {
                 if let Some(webhook) = &self.webhook {
                     webhook.send("approval.requested", event(&approval));
                 }
-                self.audit.note(crate::audit::records::approval(
-                    "requested",
-                    &approval,
-                    Some(&principal.id),
-                    None,
-                    Some(&plan.context.request_id),
-                ));
+                self.audit
+                    .record(crate::audit::records::approval(
+                        "requested",
+                        &approval,
+                        Some(&principal.id),
+                        None,
+                        Some(&plan.context.request_id),
+                    ))
+                    .await;
                 Err(GateError::PendingApproval(Box::new(approval)))
             }
         }

@@ -319,7 +319,7 @@ impl Gateway {
                 .refused(known, crate::audit::records::refusal_code(error));
             let who = self.subject(&job, &trace_id, principal, transport.name(), tool_name);
             let refused = crate::audit::records::refused(&who, None, error, &Default::default());
-            self.audit.note(refused);
+            self.audit.record(refused).await;
         }
         planned
     }

@@ -74,7 +74,7 @@ impl Gateway {
             if let Some(trail) = &trail {
                 let who = self.subject(&job, &trace_id, principal, transport, &tool);
                 let record = records::refused(&who, Some(&trail.facts), error, &trail.redactor);
-                self.audit.note(record);
+                self.audit.record(record).await;
             }
         }
         result
@@ -115,7 +115,9 @@ impl Gateway {
                         plan.context.transport,
                         &plan.tool.descriptor.name,
                     );
-                    self.audit.note(records::replayed(&who, &plan, &key));
+                    self.audit
+                        .record(records::replayed(&who, &plan, &key))
+                        .await;
                 }
                 replay(plan, gated.limits, key, &stored)
             }

@@ -88,13 +88,16 @@ pub async fn create(
         .create_task(record.clone())
         .await
         .map_err(internal)?;
-    gateway.audit.note(crate::audit::records::task(
-        "created",
-        &record.id,
-        &record.principal,
-        &record.tool,
-        &record.approval_id,
-    ));
+    gateway
+        .audit
+        .record(crate::audit::records::task(
+            "created",
+            &record.id,
+            &record.principal,
+            &record.tool,
+            &record.approval_id,
+        ))
+        .await;
     Ok(wire(&record))
 }
 
@@ -186,13 +189,16 @@ pub async fn cancel(gateway: &Gateway, principal: &Principal, id: &str) -> Resul
         withdraw(&gateway.state, &record.approval_id, &principal.id)
             .await
             .map_err(internal)?;
-        gateway.audit.note(crate::audit::records::task(
-            "cancelled",
-            &record.id,
-            &principal.id,
-            &record.tool,
-            &record.approval_id,
-        ));
+        gateway
+            .audit
+            .record(crate::audit::records::task(
+                "cancelled",
+                &record.id,
+                &principal.id,
+                &record.tool,
+                &record.approval_id,
+            ))
+            .await;
     }
     Ok(())
 }
