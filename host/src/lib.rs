@@ -23,6 +23,7 @@ pub mod ijson;
 pub mod mcp;
 pub mod metrics;
 pub mod policy;
+pub mod redact;
 pub mod runner;
 pub mod secrets;
 pub mod state;

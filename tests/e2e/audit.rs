@@ -86,6 +86,11 @@ fn verify_tampered(s: &Setup, pristine: &Path, tamper: &str) -> String {
 #[tokio::test]
 async fn a_real_trail_verifies_and_every_tampered_copy_fails_at_the_right_record() {
     let s = setup(Options::default()); // stdio as bob (writer)
+    // Before anything ran: no trail to check, and checking creates none (and no key).
+    let o = audit(&s, &["verify"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("no state store at"), "{}", stderr(&o));
+    assert!(!data_dir(&s).exists());
     let client = stdio_client(&s).await;
     let mut jobs = Vec::new();
     for i in 0..12 {

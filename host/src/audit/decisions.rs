@@ -28,7 +28,6 @@ pub fn opa_event(record: &Value) -> Option<Value> {
     };
     let mut result = decision.clone();
     if let Some(map) = result.as_object_mut() {
-        // The intent carries the limits in force; the policy's own ask is not kept apart.
         map.retain(|_, v| !v.is_null());
     }
     let erased = if decision["allow"] == true {

@@ -12,7 +12,6 @@
 
 pub mod decisions;
 pub mod records;
-mod redact;
 mod sign;
 pub mod verify;
 
@@ -23,7 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
 
-pub use redact::Redactor;
+pub use crate::redact::Redactor;
 pub use sign::{Signer, parse_public_key};
 pub use verify::{Head, Problem, Report, Verifier};
 

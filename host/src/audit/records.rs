@@ -3,8 +3,8 @@
 //! also the store's filter columns.
 //!
 //! - `intent`: a call about to run — who, how, what exactly (tool, component digest, redacted
-//!   arguments, plan hash), which bundle decided what (reasons, grants, effective limits,
-//!   rate rules), the approval it uses. Committed before the tool runs.
+//!   arguments, plan hash), which bundle decided what (reasons, grants, limits, rate rules),
+//!   the limits in force, the approval it uses. Committed before the tool runs.
 //! - `outcome`: what the run did — ok / tool error / which limit, fuel, time, the output's
 //!   size and hash (never the output), each outbound HTTP request (host, method, status,
 //!   bytes). Committed before the result is answered.
@@ -15,10 +15,10 @@
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::redact::Redactor;
 use crate::gate::{GateError, Plan};
 use crate::grants::Limits;
 use crate::policy::Principal;
+use crate::redact::Redactor;
 use crate::runner::{RunError, RunReport};
 use crate::state::{Approval, AuditAppend};
 
@@ -107,8 +107,15 @@ pub fn intent(
     facts: &Facts,
     redactor: &Redactor,
 ) -> AuditAppend {
-    let args = &facts.args;
-    let decision = &plan.decision;
+    // The decision as recorded for a refusal, unless policy decided again with the approval.
+    let redecided;
+    let decision = match approval {
+        Some(_) => {
+            redecided = decision_value(&plan.decision, redactor);
+            &redecided
+        }
+        None => &facts.decision,
+    };
     let fields = json!({
         "roles": who.principal.roles,
         "auth": who.principal.authenticated_by,
@@ -118,17 +125,10 @@ pub fn intent(
         "plan_hash": plan.plan_hash,
         "policy_digest": &*plan.policy_digest,
         "idempotency_key": plan.context.idempotency_key,
-        "decision": {
-            "allow": decision.allow,
-            "reasons": decision.reasons.iter().map(|r| redactor.scrub(r)).collect::<Vec<_>>(),
-            "requires_approval": decision.requires_approval,
-            "grants": decision.grants,
-            "limits": limits(effective),
-            "rate": decision.rate,
-            "redact": decision.redact,
-        },
+        "decision": decision,
+        "limits": limits(effective),
         "approval": approval,
-        "args": args,
+        "args": facts.args,
         "decision_ns": plan.decide_ns,
         "trace_id": who.trace_id,
         "parent_span_id": plan.context.trace.parent_id,
@@ -237,15 +237,19 @@ pub struct Facts {
     pub decision: Value,
 }
 
+/// A decision as records show it: reasons redacted, limits as the policy asked for them.
+fn decision_value(d: &crate::policy::Decision, redactor: &Redactor) -> Value {
+    let reasons: Vec<String> = d.reasons.iter().map(|r| redactor.scrub(r)).collect();
+    json!({
+        "allow": d.allow, "reasons": reasons, "requires_approval": d.requires_approval,
+        "grants": d.grants, "limits": d.limits, "rate": d.rate, "redact": d.redact,
+    })
+}
+
 impl Facts {
     pub fn of(plan: &Plan, args: Value, redactor: &Redactor) -> Self {
-        let d = &plan.decision;
-        let reasons: Vec<String> = d.reasons.iter().map(|r| redactor.scrub(r)).collect();
         Self {
-            decision: json!({
-                "allow": d.allow, "reasons": reasons, "requires_approval": d.requires_approval,
-                "grants": d.grants, "limits": d.limits, "rate": d.rate, "redact": d.redact,
-            }),
+            decision: decision_value(&plan.decision, redactor),
             plan_hash: plan.plan_hash.clone(),
             policy_digest: plan.policy_digest.clone(),
             component: plan.tool.component.name.clone(),
@@ -257,10 +261,10 @@ impl Facts {
     }
 }
 
-/// A call that did not run: `plan` is there when it got as far as a decision.
+/// A call that did not run: `facts` are there when it got as far as a decision.
 pub fn refused(
     who: &Subject<'_>,
-    plan: Option<&Facts>,
+    facts: Option<&Facts>,
     error: &GateError,
     redactor: &Redactor,
 ) -> AuditAppend {
@@ -271,17 +275,17 @@ pub fn refused(
     fields.insert("environment".into(), who.environment.into());
     fields.insert("trace_id".into(), who.trace_id.into());
     fields.insert("reason".into(), redactor.scrub(&error.to_string()).into());
-    if let Some(plan) = plan {
-        fields.insert("plan_hash".into(), plan.plan_hash.clone().into());
-        fields.insert("policy_digest".into(), (*plan.policy_digest).into());
+    if let Some(facts) = facts {
+        fields.insert("plan_hash".into(), facts.plan_hash.clone().into());
+        fields.insert("policy_digest".into(), (*facts.policy_digest).into());
         fields.insert(
             "component".into(),
-            json!({"name": plan.component, "digest": plan.digest}),
+            json!({"name": facts.component, "digest": facts.digest}),
         );
-        fields.insert("idempotency_key".into(), json!(plan.key));
-        fields.insert("args".into(), plan.args.clone());
-        fields.insert("decision_ns".into(), plan.decide_ns.into());
-        fields.insert("decision".into(), plan.decision.clone());
+        fields.insert("idempotency_key".into(), json!(facts.key));
+        fields.insert("args".into(), facts.args.clone());
+        fields.insert("decision_ns".into(), facts.decide_ns.into());
+        fields.insert("decision".into(), facts.decision.clone());
     }
     if let GateError::Denied { reasons, .. } = error {
         let reasons: Vec<String> = reasons.iter().map(|r| redactor.scrub(r)).collect();

@@ -118,16 +118,51 @@ fn line(row: &AuditRow) -> String {
     format!("{open},\"hash\":\"{}\"}}", row.hash)
 }
 
+/// The gateway's signing key, as a trail to seal or to check with: never made here (reading
+/// a trail must not mint the key it is checked with).
+fn existing_audit(config: &Config, store: &Arc<dyn Store>) -> Result<Audit> {
+    let key = &config.audit.signing_key;
+    if !key.exists() {
+        bail!(
+            "no audit signing key at {}: the gateway generates it when it first starts (audit.signing_key)",
+            key.display()
+        );
+    }
+    Audit::open(&config.audit, &config.data_dir, store.clone())
+}
+
 pub async fn run(config: &Config, command: &AuditCommand) -> Result<ExitCode> {
+    let db = config.data_dir.join("state.sqlite3");
+    if !db.exists() {
+        bail!(
+            "no state store at {}: nothing was recorded under this configuration's data_dir (is this the gateway's configuration?)",
+            db.display()
+        );
+    }
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
         &config.data_dir,
         config.state.durability,
     )?);
-    let audit = Audit::open(&config.audit, &config.data_dir, store.clone())?;
     match command {
         AuditCommand::Verify { public_keys, json } => {
             let trusted: BTreeSet<String> = if public_keys.is_empty() {
-                audit.trusted_keys().clone()
+                let mut trusted: BTreeSet<String> =
+                    config.audit.trusted_keys.iter().cloned().collect();
+                if config.audit.signing_key.exists() {
+                    trusted.extend(
+                        existing_audit(config, &store)?
+                            .trusted_keys()
+                            .iter()
+                            .cloned(),
+                    );
+                }
+                if trusted.is_empty() {
+                    bail!(
+                        "no key to verify with: no signing key at {} and no audit.trusted_keys; pass --public-key",
+                        config.audit.signing_key.display()
+                    );
+                }
+                trusted
             } else {
                 public_keys
                     .iter()
@@ -141,7 +176,8 @@ pub async fn run(config: &Config, command: &AuditCommand) -> Result<ExitCode> {
                     })
                     .collect::<Result<_>>()?
             };
-            let report = verify_trail(&*store, &trusted, audit.head_path()).await?;
+            let head = config.data_dir.join(crate::audit::HEAD_FILE);
+            let report = verify_trail(&*store, &trusted, &head).await?;
             if *json {
                 out(serde_json::to_string_pretty(&report)?);
             } else if let Some(problem) = &report.problem {
@@ -153,7 +189,7 @@ pub async fn run(config: &Config, command: &AuditCommand) -> Result<ExitCode> {
             } else {
                 let span = match (report.first_seq, report.last_seq) {
                     (Some(a), Some(b)) => format!("records {a}–{b}"),
-                    _ => "no records".into(),
+                    _ => format!("no records yet in {}", db.display()),
                 };
                 let plural =
                     |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
@@ -274,6 +310,7 @@ pub async fn run(config: &Config, command: &AuditCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         AuditCommand::Key { pem } => {
+            let audit = existing_audit(config, &store)?;
             out(if *pem {
                 audit.signer().public_pem().trim_end().to_string()
             } else {
@@ -283,6 +320,7 @@ pub async fn run(config: &Config, command: &AuditCommand) -> Result<ExitCode> {
         }
         AuditCommand::Prune { before } => {
             let before = time_arg(before)?;
+            let audit = existing_audit(config, &store)?;
             match audit.prune(before).await? {
                 Some(n) => out(format!(
                     "pruned {n} records older than {}; a signed marker records it",

@@ -57,7 +57,7 @@ impl Gateway {
         });
         let (job, transport) = (plan.context.request_id.clone(), plan.context.transport);
         let trace_id = plan.context.trace.trace_id.clone();
-        let tool = plan.tool.descriptor.name.clone();
+        let tool = plan.tool.clone();
         let result = self
             .execute_in(principal, plan, notify, trail.clone())
             .await;
@@ -69,10 +69,11 @@ impl Gateway {
                     | GateError::OutcomeUnrecorded { .. }
             )
         {
+            let tool = tool.descriptor.name.as_str();
             self.metrics
-                .refused(Some(&tool), records::refusal_code(error));
+                .refused(Some(tool), records::refusal_code(error));
             if let Some(trail) = &trail {
-                let who = self.subject(&job, &trace_id, principal, transport, &tool);
+                let who = self.subject(&job, &trace_id, principal, transport, tool);
                 let record = records::refused(&who, Some(&trail.facts), error, &trail.redactor);
                 self.audit.record(record).await;
             }

@@ -246,7 +246,12 @@ impl Policy {
     }
 
     fn failed(&self, input: &PolicyInput<'_>, e: &anyhow::Error) -> Decision {
-        let detail = redact_strings(format!("{e:#}"), input.args);
+        // A policy error can quote the value a builtin failed on; arguments never reach the log.
+        let detail = format!("{e:#}");
+        let detail = match input.args {
+            Some(args) => crate::redact::Redactor::strings_of(args).scrub(&detail),
+            None => detail,
+        };
         let n = self.errors.fetch_add(1, Ordering::Relaxed);
         let reference = format!("pe-{}-{n}", std::process::id());
         tracing::error!(
@@ -310,31 +315,6 @@ fn evaluate_prepared(prepared: &Prepared, input: regorus::Value) -> Result<Decis
         pool.push(engine);
     }
     decision::parse(&result?)
-}
-
-/// `text` with every string of `args` (3 characters or more) replaced: a policy error can quote
-/// the value a builtin failed on, and arguments never reach the log.
-fn redact_strings(mut text: String, args: Option<&serde_json::Value>) -> String {
-    fn strings<'a>(value: &'a serde_json::Value, out: &mut Vec<&'a str>) {
-        match value {
-            serde_json::Value::String(s) if s.chars().count() >= 3 => out.push(s),
-            serde_json::Value::Array(items) => items.iter().for_each(|v| strings(v, out)),
-            serde_json::Value::Object(map) => map.values().for_each(|v| strings(v, out)),
-            _ => {}
-        }
-    }
-    let mut found = Vec::new();
-    if let Some(args) = args {
-        strings(args, &mut found);
-    }
-    // Longest first, so that a value containing another is replaced whole.
-    found.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    for value in found {
-        if text.contains(value) {
-            text = text.replace(value, "‹argument›");
-        }
-    }
-    text
 }
 
 /// Loads the policies from `dir`, or the embedded defaults when `dir` is `None`.

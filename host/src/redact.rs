@@ -1,4 +1,6 @@
-//! Redaction: what a decision's `redact` paths name is recorded by its shape only.
+//! Redaction: what a decision's `redact` paths name is recorded by its shape only, and the
+//! strings of arguments are cut out of texts that could quote them (audit records, the
+//! policy-error log).
 //!
 //! A path is `args.` followed by object keys (or array indexes) separated by dots; `*` matches
 //! every key or item at that level (`args.items.*.password`). The value there is replaced by
@@ -76,6 +78,18 @@ impl Redactor {
                 apply(args, &parts, &mut secrets);
             }
         }
+        Self::cutting(secrets)
+    }
+
+    /// Cuts every string of `value` (3 characters or more) out of texts, changing nothing.
+    pub fn strings_of(value: &Value) -> Self {
+        let mut secrets = Vec::new();
+        strings(value, &mut secrets);
+        Self::cutting(secrets)
+    }
+
+    /// Longest first, so that a string containing another is cut whole.
+    fn cutting(mut secrets: Vec<String>) -> Self {
         secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
         secrets.dedup();
         Self { secrets }
@@ -96,9 +110,7 @@ impl Redactor {
         }
         let mut secrets = Vec::new();
         walk(args, &mut secrets);
-        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        secrets.dedup();
-        Self { secrets }
+        Self::cutting(secrets)
     }
 
     /// `text` with every redacted string cut out.
