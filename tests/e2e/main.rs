@@ -23,5 +23,6 @@ mod python;
 mod results;
 mod support;
 mod tasks;
+mod trace;
 mod upstream;
 mod webhook;

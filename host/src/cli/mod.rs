@@ -265,6 +265,27 @@ fn random_token() -> Result<String> {
     Ok(format!("pc_{}", hex::encode(bytes)))
 }
 
+/// SIGINT or SIGTERM: seal the audit trail and commit what is queued, then exit (calls still
+/// running are cut off, as the signal would have done; their intents are on record).
+fn seal_on_signal(gateway: &Arc<Gateway>) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let gateway = gateway.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        if let Err(e) = seal_and_flush(&gateway.audit, &*gateway.state).await {
+            tracing::error!("committing the state store at exit failed: {e:#}");
+        }
+        std::process::exit(0);
+    });
+    Ok(())
+}
+
 /// `kill -HUP` reloads the policies; a failed reload keeps the last good policy in force.
 fn reload_policy_on_sighup(gateway: &Arc<Gateway>) -> Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
@@ -303,6 +324,7 @@ async fn serve(
         "loaded"
     );
     reload_policy_on_sighup(&gateway)?;
+    seal_on_signal(&gateway)?;
     mcp::tasks::spawn_advancer(gateway.clone());
     gateway
         .audit
