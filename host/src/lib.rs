@@ -22,6 +22,7 @@ pub mod grants;
 pub mod ijson;
 pub mod mcp;
 pub mod metrics;
+pub mod outbound;
 pub mod policy;
 pub mod redact;
 pub mod runner;

@@ -6,7 +6,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = portcullis::cli::Cli::parse();
-    portcullis::telemetry::init();
     // One stdio client is served on one thread: no hand-offs between workers per message.
     let mut builder = if cli.serves_stdio() {
         tokio::runtime::Builder::new_current_thread()
@@ -20,7 +19,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(portcullis::cli::run(cli)) {
+    let result = runtime.block_on(portcullis::cli::run(cli));
+    // Outside the runtime: the last spans and metrics are flushed to the collector.
+    portcullis::telemetry::shutdown();
+    match result {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

@@ -1,5 +1,6 @@
 //! Metrics: one set of OpenTelemetry instruments, which Prometheus reads at `GET /metrics` on
-//! the admin listener (an OTLP push reader on the same provider is the next step).
+//! the admin listener and, when `[telemetry]` pushes metrics, an OTLP reader on the same
+//! provider exports.
 //!
 //! Labels are the tool's name (only for tools in the catalog: a name a client made up is
 //! `(unknown)`, so clients cannot mint series or put text in them), and fixed codes for
@@ -24,7 +25,8 @@ pub struct Metrics {
     calls: Counter<u64>,
     refusals: Counter<u64>,
     decision: Histogram<f64>,
-    run: Histogram<f64>,
+    instantiate: Histogram<f64>,
+    call: Histogram<f64>,
     fuel: Counter<u64>,
     in_flight: UpDownCounter<i64>,
 }
@@ -52,7 +54,8 @@ impl Metrics {
             .without_target_info()
             .build()
             .map_err(|e| anyhow::anyhow!("the Prometheus exporter: {e}"))?;
-        let provider = SdkMeterProvider::builder().with_reader(exporter).build();
+        let provider =
+            crate::telemetry::meter_provider(SdkMeterProvider::builder().with_reader(exporter));
         let meter = provider.meter("portcullis");
         let seconds = |name: &'static str, what: &'static str| {
             meter
@@ -72,7 +75,8 @@ impl Metrics {
                 .with_description("Calls that did not run, by reason (denied, schema, rate_limited, busy, approval_pending, …)")
                 .build(),
             decision: seconds("portcullis.policy.decision.duration", "Policy evaluation time of tools/call decisions"),
-            run: seconds("portcullis.run.duration", "Instantiation and call of a tool, by tool"),
+            instantiate: seconds("portcullis.instantiate.duration", "A fresh instance made ready for a call (store, grants, instantiation), by tool"),
+            call: seconds("portcullis.call.duration", "A tool's call in its instance, by tool"),
             fuel: meter
                 .u64_counter("portcullis.fuel")
                 .with_description("Wasm fuel used by calls, by tool")
@@ -96,12 +100,20 @@ impl Metrics {
         InFlight(self)
     }
 
-    pub fn ran(&self, tool: &str, outcome: &'static str, took: Duration, fuel: u64) {
+    /// A run ended: `instantiate` and `call` are its two parts' durations.
+    pub fn ran(
+        &self,
+        tool: &str,
+        outcome: &'static str,
+        (instantiate, call): (Duration, Duration),
+        fuel: u64,
+    ) {
         let tool = KeyValue::new("tool", tool.to_string());
         self.calls
             .add(1, &[tool.clone(), KeyValue::new("outcome", outcome)]);
-        self.run
-            .record(took.as_secs_f64(), std::slice::from_ref(&tool));
+        let label = std::slice::from_ref(&tool);
+        self.instantiate.record(instantiate.as_secs_f64(), label);
+        self.call.record(call.as_secs_f64(), label);
         self.fuel.add(fuel, &[tool]);
     }
 
@@ -136,7 +148,8 @@ mod tests {
         m.decided(Duration::from_micros(40));
         {
             let _running = m.running();
-            m.ran("hash", "ok", Duration::from_micros(30), 1234);
+            let parts = (Duration::from_micros(20), Duration::from_micros(10));
+            m.ran("hash", "ok", parts, 1234);
         }
         m.refused(None, "unknown_tool");
         m.refused(Some("write_file"), "denied");
@@ -164,10 +177,10 @@ mod tests {
             value("portcullis_refusals_total", ("tool", "(unknown)")).is_some(),
             "{text}"
         );
-        assert!(
-            text.contains("portcullis_policy_decision_duration_seconds_bucket"),
-            "{text}"
-        );
+        for histogram in ["policy_decision", "instantiate", "call"] {
+            let bucket = format!("portcullis_{histogram}_duration_seconds_bucket");
+            assert!(text.contains(&bucket), "{bucket}: {text}");
+        }
         assert_eq!(
             value(
                 "portcullis_instances_in_flight",

@@ -15,24 +15,21 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use bytes::Bytes;
 use hmac::{KeyInit, Mac};
 use http::{Request, StatusCode, header};
 use http_body_util::Full;
-use hyper_util::rt::TokioIo;
-use rustls::pki_types::ServerName;
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 use zeroize::Zeroizing;
 
 use crate::config::WebhookConfig;
+use crate::outbound::{Target, USER_AGENT};
 
 type Signer = hmac::Hmac<sha2::Sha256>;
 
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-const USER_AGENT: &str = concat!("portcullis/", env!("CARGO_PKG_VERSION"));
 
 /// Sends approval events to the configured webhook. Cheap to clone.
 #[derive(Clone)]
@@ -52,15 +49,6 @@ struct Job {
     id: String,
     event: String,
     body: Bytes,
-}
-
-/// Where events go, parsed once.
-struct Target {
-    host: String,
-    port: u16,
-    host_header: String,
-    path: String,
-    tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
 }
 
 struct Worker {
@@ -88,7 +76,7 @@ impl Webhook {
         let runtime = tokio::runtime::Handle::try_current()
             .context("webhook: must be started inside the tokio runtime")?;
         let worker = Worker {
-            target: target(&config.url)?,
+            target: Target::parse(&config.url, "webhook.url")?,
             key,
             max_attempts: config.max_attempts.max(1),
             timeout: config.timeout,
@@ -169,58 +157,6 @@ impl Webhook {
     }
 }
 
-fn target(url: &str) -> Result<Target> {
-    let uri: http::Uri = url.parse().context("webhook.url is not a valid URL")?;
-    let tls = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        _ => bail!("webhook.url must be an http:// or https:// URL"),
-    };
-    let authority = uri.authority().context("webhook.url has no host")?;
-    if authority.as_str().contains('@') {
-        bail!("webhook.url must not hold credentials");
-    }
-    let host = authority.host();
-    let host_header = match authority.port_u16() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_string(),
-    };
-    let port = authority.port_u16().unwrap_or(if tls { 443 } else { 80 });
-    let host = host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .to_string();
-    let tls = if tls {
-        let name = ServerName::try_from(host.clone())
-            .map_err(|_| anyhow!("webhook.url: `{host}` is not a valid TLS server name"))?;
-        Some((tls_config()?, name))
-    } else {
-        None
-    };
-    let path = uri.path_and_query().map_or("/", |p| p.as_str());
-    Ok(Target {
-        host,
-        port,
-        host_header,
-        path: if path.is_empty() { "/" } else { path }.to_string(),
-        tls,
-    })
-}
-
-fn tls_config() -> Result<Arc<rustls::ClientConfig>> {
-    let roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.into(),
-    };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| anyhow!("webhook TLS: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
 impl Worker {
     async fn deliver(&self, job: &Job) {
         let signature = match &self.key {
@@ -277,47 +213,11 @@ impl Worker {
         let request = request
             .body(Full::new(job.body.clone()))
             .map_err(|e| format!("cannot build the request: {e}"))?;
-        let tcp = TcpStream::connect((t.host.as_str(), t.port))
+        // Only the status matters.
+        self.target
+            .send(request, 0)
             .await
-            .map_err(|e| format!("cannot connect to {}:{}: {e}", t.host, t.port))?;
-        let _ = tcp.set_nodelay(true);
-        match &t.tls {
-            None => exchange(TokioIo::new(tcp), request).await,
-            Some((config, name)) => {
-                let stream = tokio_rustls::TlsConnector::from(config.clone())
-                    .connect(name.clone(), tcp)
-                    .await
-                    .map_err(|e| format!("TLS with {} failed: {e}", t.host))?;
-                exchange(TokioIo::new(stream), request).await
-            }
-        }
-    }
-}
-
-/// Drives the connection in this future (so a timeout drops it) while the request is answered.
-async fn exchange<T>(io: T, request: Request<Full<Bytes>>) -> Result<StatusCode, String>
-where
-    T: hyper::rt::Read + hyper::rt::Write + Unpin,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| format!("HTTP handshake failed: {e}"))?;
-    tokio::pin!(conn);
-    let response = sender.send_request(request);
-    tokio::pin!(response);
-    let status = |r: Result<hyper::Response<hyper::body::Incoming>, hyper::Error>| {
-        r.map(|r| r.status()).map_err(|e| format!("HTTP: {e}"))
-    };
-    tokio::select! {
-        biased;
-        response = &mut response => status(response),
-        // A server that answers and closes (`Connection: close`) ends the connection in the
-        // same read that delivers the answer: the answer is there, take it.
-        end = &mut conn => match end {
-            Ok(()) => status(response.await)
-                .map_err(|e| format!("connection closed before the answer ({e})")),
-            Err(e) => Err(format!("HTTP: {e}")),
-        },
+            .map(|response| response.status())
     }
 }
 
@@ -328,6 +228,7 @@ mod tests {
 
     use http_body_util::BodyExt;
     use hyper::body::Incoming;
+    use hyper_util::rt::TokioIo;
 
     use super::*;
 
@@ -491,16 +392,5 @@ mod tests {
             assert!(Webhook::start(&config(url, 1, 1), None).is_err(), "{url}");
         }
         assert!(Webhook::start(&config("https://example.com", 1, 1), None).is_ok());
-        let t = target("https://example.com").unwrap();
-        assert_eq!(
-            (t.port, t.path.as_str(), t.host_header.as_str()),
-            (443, "/", "example.com")
-        );
-        let t = target("http://[::1]:8080/h?a=b").unwrap();
-        assert_eq!(
-            (t.host.as_str(), t.port, t.path.as_str()),
-            ("::1", 8080, "/h?a=b")
-        );
-        assert_eq!(t.host_header, "[::1]:8080");
     }
 }

@@ -255,13 +255,13 @@ async fn metrics_parse_as_prometheus_text_and_hold_no_argument_or_secret() {
         Some("Counter(1.0)"),
         "{text}"
     );
-    assert!(
-        sample(
-            "portcullis_run_duration_seconds_count",
-            &[("tool", "list_services")]
-        )
-        .is_some()
-    );
+    for part in ["instantiate", "call"] {
+        let count = format!("portcullis_{part}_duration_seconds_count");
+        assert!(
+            sample(&count, &[("tool", "list_services")]).is_some(),
+            "{count}: {text}"
+        );
+    }
     assert!(sample("portcullis_policy_decision_duration_seconds_count", &[]).is_some());
     assert!(!text.contains(CANARY), "an argument reached the metrics");
     assert!(!text.contains(TOKEN), "the secret reached the metrics");

@@ -444,6 +444,10 @@ async fn a_canary_secret_and_a_redacted_argument_reach_no_sink() {
     )
     .unwrap();
     s.rust_log = "portcullis=debug".into();
+    let otlp = crate::otlp::Receiver::start().await;
+    let mut config = std::fs::read_to_string(&s.config).unwrap();
+    config.push_str(&otlp.config());
+    std::fs::write(&s.config, config).unwrap();
     let server = http_server(&s).await;
     let dora = http_client(&server, DORA).await;
     let bob = http_client(&server, BOB).await;
@@ -480,6 +484,16 @@ async fn a_canary_secret_and_a_redacted_argument_reach_no_sink() {
     }
     assert!(log.contains("call"), "{log}");
     sinks.push(("the gateway's log".into(), log));
+    otlp.wait("the spans of the calls", |got| {
+        got.spans
+            .iter()
+            .filter(|s| s.name == "tools/call write_file")
+            .count()
+            == 3
+            && got.spans.iter().any(|s| s.name == "egress")
+    })
+    .await;
+    sinks.push(("the exported spans and metrics".into(), otlp.raw()));
     for entry in std::fs::read_dir(data_dir(&s)).unwrap() {
         let path = entry.unwrap().path();
         if path.is_file() {

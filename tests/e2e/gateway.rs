@@ -149,6 +149,9 @@ tokens = ["{root}"]
     }
 }
 
+/// Spans are exported this soon (ms) by the gateways tests start, where `[telemetry]` is set.
+const SPAN_DELAY_MS: &str = "100";
+
 pub fn binary() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_portcullis"))
 }
@@ -166,7 +169,8 @@ pub async fn stdio_client_as(setup: &Setup, principal: Option<&str>) -> Client {
         .arg(&setup.config)
         .args(["serve", "--stdio"])
         .args(principal.map(|p| ["--as", p]).into_iter().flatten())
-        .env("RUST_LOG", &setup.rust_log);
+        .env("RUST_LOG", &setup.rust_log)
+        .env("OTEL_BSP_SCHEDULE_DELAY", SPAN_DELAY_MS);
     let transport = TokioChildProcess::new(command).expect("spawn portcullis");
     ().serve(transport)
         .await
@@ -210,6 +214,7 @@ pub async fn http_server(setup: &Setup) -> HttpServer {
         .arg(&setup.config)
         .args(["serve", "--http"])
         .env("RUST_LOG", &setup.rust_log)
+        .env("OTEL_BSP_SCHEDULE_DELAY", SPAN_DELAY_MS)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

@@ -19,6 +19,7 @@ mod hostile;
 mod idempotency;
 mod mcp;
 mod ops;
+mod otlp;
 mod python;
 mod results;
 mod support;

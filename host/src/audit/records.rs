@@ -145,15 +145,14 @@ pub fn intent(
 
 /// How a run ended, as the outcome column says it.
 pub fn outcome_code(report: &RunReport) -> (&'static str, Option<String>) {
-    match &report.outcome {
-        Ok(output) if output.is_error => ("tool_error", None),
-        Ok(_) => ("ok", None),
-        Err(RunError::Limit(limit)) => ("limit", Some(limit.to_string())),
-        Err(RunError::Tool { message, .. }) => ("tool_error", Some(message.clone())),
-        Err(RunError::Trap(message)) => ("trap", Some(message.clone())),
-        Err(RunError::Busy(busy)) => ("busy", Some(busy.to_string())),
-        Err(e @ (RunError::Grant(_) | RunError::Internal(_))) => ("error", Some(e.to_string())),
-    }
+    let message = match &report.outcome {
+        Ok(_) => None,
+        Err(RunError::Limit(limit)) => Some(limit.to_string()),
+        Err(RunError::Tool { message, .. } | RunError::Trap(message)) => Some(message.clone()),
+        Err(RunError::Busy(busy)) => Some(busy.to_string()),
+        Err(e @ (RunError::Grant(_) | RunError::Internal(_))) => Some(e.to_string()),
+    };
+    (crate::runner::outcome_name(&report.outcome), message)
 }
 
 /// What a run did.

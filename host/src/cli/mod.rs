@@ -8,6 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use serde_json::json;
+use tracing::Instrument;
 
 mod approvals;
 mod audit;
@@ -423,32 +424,38 @@ async fn call(
     };
     let gateway = build_gateway(config).await?;
     // The decision printed is the one that runs: plan once, then execute that plan.
-    let planned = gateway
-        .plan(
-            &principal,
-            tool,
-            RawArgs::Text(&text),
-            Transport::Cli,
-            crate::gate::Asked::key(key.map(str::to_string)),
-        )
-        .await;
-    let (decision, result) = match planned {
-        Ok(plan) => {
-            let decision = json!({
-                "allow": plan.decision.allow,
-                "reasons": plan.decision.reasons,
-                "requires_approval": plan.decision.requires_approval,
-                "grants": plan.decision.grants,
-                "limits": plan.decision.limits,
-                "rate": plan.decision.rate,
-                "plan_hash": plan.plan_hash,
-                "policy_digest": plan.policy_digest,
-                "job": plan.context.request_id,
-            });
-            (decision, gateway.execute(&principal, plan, None).await)
+    let span = gateway.request_span("tools/call", tool, &principal, Transport::Cli, None);
+    let (decision, result) = async {
+        let planned = gateway
+            .plan(
+                &principal,
+                tool,
+                RawArgs::Text(&text),
+                Transport::Cli,
+                crate::gate::Asked::key(key.map(str::to_string)),
+            )
+            .await;
+        match planned {
+            Ok(plan) => {
+                let decision = json!({
+                    "allow": plan.decision.allow,
+                    "reasons": plan.decision.reasons,
+                    "requires_approval": plan.decision.requires_approval,
+                    "grants": plan.decision.grants,
+                    "limits": plan.decision.limits,
+                    "rate": plan.decision.rate,
+                    "plan_hash": plan.plan_hash,
+                    "policy_digest": plan.policy_digest,
+                    "job": plan.context.request_id,
+                });
+                (decision, gateway.execute(&principal, plan, None).await)
+            }
+            Err(e) => (json!({ "error": e.to_string() }), Err(e)),
         }
-        Err(e) => (json!({ "error": e.to_string() }), Err(e)),
-    };
+    }
+    .instrument(span.clone())
+    .await;
+    crate::gate::finish_span(&span, &result);
     let ok = matches!(&result, Ok(o) if o.report.outcome.as_ref().is_ok_and(|out| !out.is_error));
     let outcome = match &result {
         Ok(o) => json!({
@@ -548,7 +555,16 @@ fn policy_command(config: &Config, command: &PolicyCommand) -> Result<ExitCode> 
 
 /// Runs a parsed command line; the exit code says whether the command succeeded.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let config = load_config(&cli)?;
+    let config = match load_config(&cli) {
+        Ok(config) => config,
+        Err(e) => {
+            crate::telemetry::init(None)?;
+            return Err(e);
+        }
+    };
+    // Spans and metrics are exported by the commands that run calls.
+    let exports = matches!(cli.command, Command::Serve { .. } | Command::Call { .. });
+    crate::telemetry::init(exports.then_some(&config.telemetry))?;
     match &cli.command {
         Command::Serve {
             stdio,

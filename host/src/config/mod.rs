@@ -15,10 +15,12 @@ use serde_json::{Map, Value};
 mod audit;
 mod capabilities;
 mod governance;
+mod telemetry;
 
 pub use audit::AuditConfig;
 pub use capabilities::{CapabilitiesConfig, SecretSpec};
 pub use governance::{AdminConfig, StateConfig, WebhookConfig};
+pub use telemetry::TelemetryConfig;
 
 use crate::gate::ArgsCaps;
 use crate::grants::{Limits, parse_bytes, parse_duration};
@@ -40,6 +42,8 @@ struct File {
     admin: governance::AdminFile,
     #[serde(default)]
     audit: audit::AuditFile,
+    #[serde(default)]
+    telemetry: telemetry::TelemetryFile,
     webhook: Option<governance::WebhookFile>,
     #[serde(default)]
     limits: LimitsFile,
@@ -160,6 +164,8 @@ pub struct Config {
     pub admin: AdminConfig,
     pub webhook: Option<WebhookConfig>,
     pub audit: AuditConfig,
+    /// OTLP export of spans and metrics (`[telemetry]` and `OTEL_*`).
+    pub telemetry: TelemetryConfig,
     pub default_limits: Limits,
     pub ceilings: Limits,
     pub admission: Admission,
@@ -426,6 +432,7 @@ impl Config {
         };
         let data_dir = at(file.data_dir.unwrap_or_else(|| ".portcullis/data".into()));
         let audit = audit::resolve(file.audit, &data_dir, at)?;
+        let telemetry = telemetry::resolve(file.telemetry, &|var| std::env::var(var).ok())?;
         let environment = file.environment.unwrap_or_else(|| "dev".into());
         if environment.is_empty() {
             bail!("environment must not be empty");
@@ -442,6 +449,7 @@ impl Config {
             data_dir,
             state: governance::resolve(file.state)?,
             audit,
+            telemetry,
             admin,
             webhook,
             default_limits,

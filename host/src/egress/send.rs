@@ -13,6 +13,7 @@ use http::header::{ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_LENGTH, HOST};
 use http::{HeaderMap, HeaderValue, Request, Response};
 use http_body_util::BodyExt;
 use hyper::client::conn::http1::SendRequest;
+use tracing::Instrument;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiHttpHooks};
 
 use super::address::Host;
@@ -22,6 +23,7 @@ use super::grant::{HttpRule, RequestFacts, match_request};
 use super::ranges::deny_reason;
 use super::{Body, CallEgress, Caps, Egress, EgressEvent, EventLog, MAX_EVENTS, refused};
 use crate::secrets::CallSecrets;
+use crate::telemetry::STAGE;
 
 /// Request-body writes wasmtime-wasi-http buffers per request, and the most one write takes.
 const OUTGOING_BODY_BUFFER_CHUNKS: usize = 1;
@@ -61,10 +63,23 @@ impl WasiHttpHooks for CallEgress {
             events: self.events.clone(),
             number: self.requests,
         };
-        Box::new(async move {
-            let response = attempt.run(request, options).await?;
-            Ok((response, Box::new(async { Ok(()) }) as IoFuture))
-        })
+        // A child of the call's span: the guest's host call creates it.
+        let span = tracing::info_span!(
+            target: STAGE,
+            "egress",
+            otel.kind = "client",
+            http.request.method = request.method().as_str(),
+            server.address = tracing::field::Empty,
+            http.response.status_code = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        Box::new(
+            async move {
+                let response = attempt.run(request, options).await?;
+                Ok((response, Box::new(async { Ok(()) }) as IoFuture))
+            }
+            .instrument(span),
+        )
     }
 }
 
@@ -128,7 +143,30 @@ impl Attempt {
             let message = self.scrubber.text(&super::describe(e));
             update(&self.events, index, |ev| ev.error = Some(message));
         }
+        self.trace(index, result.is_err());
         result
+    }
+
+    /// The request's host and status on its span (not its path or query: they can hold data).
+    fn trace(&self, index: Option<usize>, failed: bool) {
+        let span = tracing::Span::current();
+        if span.is_disabled() {
+            return;
+        }
+        let events = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(event) = index.and_then(|i| events.get(i)) {
+            let authority = event.url.split("://").nth(1).unwrap_or_default();
+            let host = authority.split('/').next().unwrap_or_default();
+            if !host.is_empty() {
+                span.record("server.address", host);
+            }
+            if let Some(status) = event.status {
+                span.record("http.response.status_code", status);
+            }
+        }
+        if failed {
+            span.record("error.type", "refused_or_failed");
+        }
     }
 
     async fn send(

@@ -71,3 +71,19 @@ fn run_error(report: &RunReport) -> String {
         Ok(_) => "the call failed".to_string(),
     }
 }
+
+impl GateError {
+    /// The plan the error is about, when the call got as far as being decided.
+    pub fn plan_hash(&self) -> Option<&str> {
+        match self {
+            Self::Denied { plan_hash, .. }
+            | Self::Run { plan_hash, .. }
+            | Self::OutcomeUnrecorded { plan_hash, .. }
+            | Self::Replayed { plan_hash, .. } => Some(plan_hash),
+            Self::PendingApproval(approval) | Self::ApprovalDenied(approval) => {
+                Some(&approval.plan_hash)
+            }
+            _ => None,
+        }
+    }
+}

@@ -13,11 +13,13 @@ pub mod idempotency;
 mod output;
 mod rate;
 mod run;
+mod spans;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use crate::catalog::{Catalog, ToolEntry};
 use crate::grants::Limits;
@@ -27,10 +29,12 @@ use crate::policy::{
 };
 use crate::runner::{RunReport, Runner};
 use crate::state::{Store, Usage};
+use crate::telemetry::STAGE;
 
 pub use args::{ArgsCaps, ArgsError, Arguments};
 pub use error::GateError;
 pub use idempotency::MAX_KEY_BYTES;
+pub use spans::{decision_name, finish as finish_span};
 
 /// Gateway-wide settings for the pipeline.
 #[derive(Clone, Debug)]
@@ -102,7 +106,7 @@ pub enum Transport {
 }
 
 impl Transport {
-    fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Self::Stdio => "stdio",
             Self::Http => "http",
@@ -249,7 +253,7 @@ impl Gateway {
             idempotency_key: asked.idempotency_key,
             trace: asked
                 .trace
-                .unwrap_or_else(crate::telemetry::TraceContext::root),
+                .unwrap_or_else(crate::telemetry::TraceContext::current),
         }
     }
 
@@ -305,6 +309,7 @@ impl Gateway {
             .map_or(Ok(()), idempotency::check_key);
         let context = self.context(transport, asked);
         let job = context.request_id.clone();
+        tracing::Span::current().record("portcullis.job", job.as_str());
         let trace_id = context.trace.trace_id.clone();
         let planned = match checked {
             Ok(()) => self.plan_in(principal, tool_name, raw, context).await,
@@ -359,18 +364,24 @@ impl Gateway {
             let visible = self.may_list(principal, tool_facts.clone(), &context);
             (found.is_none() || !visible).then(|| GateError::UnknownTool(tool_name.to_string()))
         };
-        let checked = match raw {
-            RawArgs::Text(text) => args::from_text(text, self.settings.args, path_fields),
-            RawArgs::Object(object) => args::from_object(object, self.settings.args, path_fields),
+        let arguments = {
+            let _validate = tracing::info_span!(target: STAGE, "validate").entered();
+            let checked = match raw {
+                RawArgs::Text(text) => args::from_text(text, self.settings.args, path_fields),
+                RawArgs::Object(object) => {
+                    args::from_object(object, self.settings.args, path_fields)
+                }
+            };
+            let arguments = match checked {
+                Ok(arguments) => arguments,
+                Err(e) => return Err(unknown().unwrap_or(e.into())),
+            };
+            let problems = found.map(|tool| schema_problems(tool, &arguments.value));
+            if let Some(problems) = problems.filter(|p| !p.is_empty()) {
+                return Err(unknown().unwrap_or(GateError::Schema(problems)));
+            }
+            arguments
         };
-        let arguments = match checked {
-            Ok(arguments) => arguments,
-            Err(e) => return Err(unknown().unwrap_or(e.into())),
-        };
-        let problems = found.map(|tool| schema_problems(tool, &arguments.value));
-        if let Some(problems) = problems.filter(|p| !p.is_empty()) {
-            return Err(unknown().unwrap_or(GateError::Schema(problems)));
-        }
         let plan_hash = args::plan_hash(
             &tool_facts.name,
             &tool_facts.digest,
@@ -385,6 +396,9 @@ impl Gateway {
                         principal.id.clone(),
                         tool_name.to_string(),
                         crate::state::now(),
+                    )
+                    .instrument(
+                        tracing::info_span!(target: STAGE, "state", portcullis.read = "usage"),
                     )
                     .await
                     .map_err(|e| GateError::State(format!("{e:#}")))?,
@@ -403,9 +417,18 @@ impl Gateway {
             usage: usage.as_ref(),
             approvals: None,
         };
+        let stage = tracing::info_span!(
+            target: STAGE,
+            "decide",
+            portcullis.plan_hash = plan_hash.as_str(),
+            portcullis.decision = tracing::field::Empty,
+            portcullis.policy.digest = tracing::field::Empty,
+        );
         let deciding = std::time::Instant::now();
-        let (decision, policy_digest) = self.policy.decide_in_bundle(&input);
+        let (decision, policy_digest) = stage.in_scope(|| self.policy.decide_in_bundle(&input));
         let took = deciding.elapsed();
+        stage.record("portcullis.decision", decision_name(&decision));
+        stage.record("portcullis.policy.digest", &*policy_digest);
         self.metrics.decided(took);
         let decide_ns = took.as_nanos() as u64;
         let tool = match found {
@@ -465,6 +488,7 @@ impl Gateway {
     /// Applies the gate to a decision: what the runner cannot honour is a denial, never a
     /// silent narrowing.
     fn gate(&self, decision: &Decision) -> Result<Gated, Vec<String>> {
+        let _gate = tracing::info_span!(target: STAGE, "gate").entered();
         if !decision.allow {
             let mut reasons = decision.reasons.clone();
             if reasons.is_empty() {

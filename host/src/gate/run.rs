@@ -3,12 +3,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::Instrument;
+
 use crate::audit::Redactor;
 use crate::audit::records::{self, Facts};
 use crate::grants::Limits;
 use crate::policy::Principal;
 use crate::runner::{CallOutput, Notify, RunReport};
 use crate::state::{StoredOutcome, now};
+use crate::telemetry::STAGE;
 
 use super::idempotency::{KeyGuard, Started};
 use super::{
@@ -75,7 +78,10 @@ impl Gateway {
             if let Some(trail) = &trail {
                 let who = self.subject(&job, &trace_id, principal, transport, tool);
                 let record = records::refused(&who, Some(&trail.facts), error, &trail.redactor);
-                self.audit.record(record).await;
+                self.audit
+                    .record(record)
+                    .instrument(record_span("refused"))
+                    .await;
             }
         }
         result
@@ -105,6 +111,7 @@ impl Gateway {
                 &plan.plan_hash,
                 self.settings.idempotency_retention_s,
             )
+            .instrument(tracing::info_span!(target: STAGE, "idempotency"))
             .await?;
         match started {
             Started::Replay(stored) => {
@@ -118,6 +125,7 @@ impl Gateway {
                     );
                     self.audit
                         .record(records::replayed(&who, &plan, &key))
+                        .instrument(record_span("replayed"))
                         .await;
                 }
                 replay(plan, gated.limits, key, &stored)
@@ -125,11 +133,14 @@ impl Gateway {
             Started::Owner(guard) => {
                 let gateway = self.clone();
                 let principal = principal.clone();
-                tokio::spawn(async move {
-                    gateway
-                        .run_governed(&principal, plan, gated, Some(guard), notify, trail)
-                        .await
-                })
+                tokio::spawn(
+                    async move {
+                        gateway
+                            .run_governed(&principal, plan, gated, Some(guard), notify, trail)
+                            .await
+                    }
+                    .in_current_span(),
+                )
                 .await
                 .map_err(|e| GateError::State(format!("the call's task failed: {e}")))?
             }
@@ -156,36 +167,29 @@ impl Gateway {
         notify: Option<Notify>,
         trail: Option<Arc<Trail>>,
     ) -> Result<CallOutcome, GateError> {
-        let admitted = self.admit_approval(principal, &mut plan).await?;
+        let admitted = self
+            .admit_approval(principal, &mut plan)
+            .instrument(tracing::info_span!(target: STAGE, "approval"))
+            .await?;
         if admitted.consume.is_some() {
             // Decided again with the approvals: gate that decision.
             gated = self.gate_or_deny(principal, &plan)?;
         }
         let Gated { limits, charges } = gated;
-        let ticket = self.runner.admit(&principal.id, &limits).await?;
-        let at = now();
-        if !charges.fuel.is_empty()
-            && let Some(limit) = self
-                .budgets
-                .exhausted(&*self.state, &charges.fuel, at)
-                .await
-                .map_err(state_error)?
-        {
-            let message = rate::describe(&limit, true, at);
-            return Err(GateError::RateLimited { limit, message });
-        }
-        if !charges.calls.is_empty()
-            && let Err(limit) = self
-                .state
-                .charge(charges.calls, at)
-                .await
-                .map_err(state_error)?
-        {
-            let message = rate::describe(&limit, false, at);
-            return Err(GateError::RateLimited { limit, message });
-        }
+        let ticket = self
+            .runner
+            .admit(&principal.id, &limits)
+            .instrument(tracing::info_span!(target: STAGE, "admit"))
+            .await?;
+        self.charge(charges.calls, &charges.fuel)
+            .instrument(tracing::info_span!(target: STAGE, "rate"))
+            .await?;
         if let Some(id) = &admitted.consume {
-            self.consume_approval(id).await?;
+            self.consume_approval(id)
+                .instrument(
+                    tracing::info_span!(target: STAGE, "approval", portcullis.approval = %id),
+                )
+                .await?;
             tracing::info!(approval = %id, tool = %plan.tool.descriptor.name, "approval consumed");
         }
         let tool_name = plan.tool.descriptor.name.as_str();
@@ -209,6 +213,7 @@ impl Gateway {
             );
             self.audit
                 .append(vec![intent])
+                .instrument(record_span("intent"))
                 .await
                 .map_err(|e| GateError::Unrecorded(format!("{e:#}")))?;
         }
@@ -231,8 +236,12 @@ impl Gateway {
         drop(running);
         output::enforce_schema(&plan.tool, &mut report);
         let (code, _) = records::outcome_code(&report);
-        self.metrics
-            .ran(tool_name, code, report.elapsed, report.fuel_used);
+        self.metrics.ran(
+            tool_name,
+            code,
+            (report.instantiated, report.elapsed - report.instantiated),
+            report.fuel_used,
+        );
         tracing::info!(
             tool = tool_name,
             principal = %principal.id,
@@ -266,7 +275,12 @@ impl Gateway {
             // Durable before the result is answered: a result the agent saw has its outcome.
             let outcome =
                 records::outcome(&who, &plan.plan_hash, &report, started_ms, &trail.redactor);
-            if let Err(e) = self.audit.append(vec![outcome]).await {
+            let appended = self
+                .audit
+                .append(vec![outcome])
+                .instrument(record_span("outcome"))
+                .await;
+            if let Err(e) = appended {
                 tracing::error!(job = %plan.context.request_id, "recording a call's outcome failed: {e:#}");
                 let error = format!("{e:#}");
                 if let Some(guard) = guard {
@@ -314,6 +328,40 @@ impl Gateway {
             idempotency,
         })
     }
+}
+
+impl Gateway {
+    /// Checks the decision's fuel budgets and charges its call-rate rules: over any, the call
+    /// does not run.
+    async fn charge(
+        &self,
+        calls: Vec<crate::state::Charge>,
+        fuel: &[crate::state::Charge],
+    ) -> Result<(), GateError> {
+        let at = now();
+        if !fuel.is_empty()
+            && let Some(limit) = self
+                .budgets
+                .exhausted(&*self.state, fuel, at)
+                .await
+                .map_err(state_error)?
+        {
+            let message = rate::describe(&limit, true, at);
+            return Err(GateError::RateLimited { limit, message });
+        }
+        if !calls.is_empty()
+            && let Err(limit) = self.state.charge(calls, at).await.map_err(state_error)?
+        {
+            let message = rate::describe(&limit, false, at);
+            return Err(GateError::RateLimited { limit, message });
+        }
+        Ok(())
+    }
+}
+
+/// The span of one audit write (`kind`: intent, outcome, refused, replayed).
+fn record_span(kind: &'static str) -> tracing::Span {
+    tracing::info_span!(target: STAGE, "record", portcullis.record = kind)
 }
 
 /// What the audit records of one call share: the plan's facts and its redactions.

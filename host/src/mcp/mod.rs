@@ -28,6 +28,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{RoleServer, ServerHandler};
 use serde_json::{Map, Value, json};
+use tracing::Instrument;
 
 use crate::catalog::ToolEntry;
 use crate::gate::{CallOutcome, GateError, Gateway, KeyUse, RawArgs, Transport};
@@ -320,6 +321,103 @@ fn idempotency_key(context: &RequestContext<RoleServer>) -> Result<Option<String
     }
 }
 
+impl Handler {
+    /// `tools/call` inside its request span.
+    async fn call_tool_in(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+        principal: Arc<Principal>,
+        trace: Option<crate::telemetry::TraceContext>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let level = context
+            .meta
+            .log_level()
+            .or_else(|| *self.log_level.lock().unwrap_or_else(|e| e.into_inner()));
+        let delivery = notices::Delivery::start(
+            context.peer.clone(),
+            context.meta.get_progress_token(),
+            level,
+        );
+        let key = match idempotency_key(&context) {
+            Ok(key) => key,
+            Err(message) => {
+                return to_mcp(Err(GateError::BadKey(message))).map(CallToolResponse::from);
+            }
+        };
+        // A call that waits for approval becomes a task for clients that take tasks.
+        let tasks = context
+            .client_capabilities()
+            .is_some_and(|c| c.supports_tasks());
+        let hold = self.gateway.settings.approval_hold;
+        let keep_args = tasks || !hold.is_zero();
+        let kept_args = keep_args.then(|| request.arguments.clone()).flatten();
+        let asked = crate::gate::Asked {
+            idempotency_key: key,
+            trace,
+        };
+        let mut result = self
+            .gateway
+            .call(
+                &principal,
+                &request.name,
+                RawArgs::Object(request.arguments),
+                self.transport,
+                asked.clone(),
+                delivery.as_ref().map(|d| d.notify.clone()),
+            )
+            .await;
+        if !tasks
+            && let Err(GateError::PendingApproval(approval)) = &result
+            && hold::until_decided(&self.gateway, &approval.id, hold).await
+        {
+            // Decided while held: the identical call again runs it (or reports the denial).
+            result = self
+                .gateway
+                .call(
+                    &principal,
+                    &request.name,
+                    RawArgs::Object(kept_args.clone()),
+                    self.transport,
+                    asked,
+                    delivery.as_ref().map(|d| d.notify.clone()),
+                )
+                .await;
+        }
+        crate::gate::finish_span(&tracing::Span::current(), &result);
+        let task_args = kept_args;
+        if tasks && let Err(GateError::PendingApproval(approval)) = &result {
+            if let Some(delivery) = delivery {
+                delivery.finish().await;
+            }
+            let task = tasks::create(
+                &self.gateway,
+                &principal,
+                &request.name,
+                task_args,
+                self.transport,
+                approval,
+            )
+            .await?;
+            return Ok(CallToolResponse::Task(CreateTaskResult::new(task)));
+        }
+        if let Some(delivery) = delivery {
+            delivery.finish().await;
+        }
+        if matches!(result, Err(GateError::Busy(_))) {
+            // Over HTTP the front door turns this into 503 + Retry-After.
+            if let Some(busy) = context
+                .extensions
+                .get::<::http::request::Parts>()
+                .and_then(|parts| parts.extensions.get::<http::BusySignal>())
+            {
+                busy.raise();
+            }
+        }
+        to_mcp(result).map(CallToolResponse::from)
+    }
+}
+
 impl ServerHandler for Handler {
     fn get_info(&self) -> InitializeResult {
         InitializeResult::new(
@@ -354,90 +452,17 @@ impl ServerHandler for Handler {
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
         let principal = self.principal(&context)?;
-        let level = context
-            .meta
-            .log_level()
-            .or_else(|| *self.log_level.lock().unwrap_or_else(|e| e.into_inner()));
-        let delivery = notices::Delivery::start(
-            context.peer.clone(),
-            context.meta.get_progress_token(),
-            level,
+        let trace = trace_context(&context);
+        let span = self.gateway.request_span(
+            "tools/call",
+            &request.name,
+            &principal,
+            self.transport,
+            trace.as_ref(),
         );
-        let key = match idempotency_key(&context) {
-            Ok(key) => key,
-            Err(message) => {
-                return to_mcp(Err(GateError::BadKey(message))).map(CallToolResponse::from);
-            }
-        };
-        // A call that waits for approval becomes a task for clients that take tasks.
-        let tasks = context
-            .client_capabilities()
-            .is_some_and(|c| c.supports_tasks());
-        let hold = self.gateway.settings.approval_hold;
-        let keep_args = tasks || !hold.is_zero();
-        let kept_args = keep_args.then(|| request.arguments.clone()).flatten();
-        let asked = crate::gate::Asked {
-            idempotency_key: key,
-            trace: trace_context(&context),
-        };
-        let mut result = self
-            .gateway
-            .call(
-                &principal,
-                &request.name,
-                RawArgs::Object(request.arguments),
-                self.transport,
-                asked.clone(),
-                delivery.as_ref().map(|d| d.notify.clone()),
-            )
-            .await;
-        if !tasks
-            && let Err(GateError::PendingApproval(approval)) = &result
-            && hold::until_decided(&self.gateway, &approval.id, hold).await
-        {
-            // Decided while held: the identical call again runs it (or reports the denial).
-            result = self
-                .gateway
-                .call(
-                    &principal,
-                    &request.name,
-                    RawArgs::Object(kept_args.clone()),
-                    self.transport,
-                    asked,
-                    delivery.as_ref().map(|d| d.notify.clone()),
-                )
-                .await;
-        }
-        let task_args = kept_args;
-        if tasks && let Err(GateError::PendingApproval(approval)) = &result {
-            if let Some(delivery) = delivery {
-                delivery.finish().await;
-            }
-            let task = tasks::create(
-                &self.gateway,
-                &principal,
-                &request.name,
-                task_args,
-                self.transport,
-                approval,
-            )
-            .await?;
-            return Ok(CallToolResponse::Task(CreateTaskResult::new(task)));
-        }
-        if let Some(delivery) = delivery {
-            delivery.finish().await;
-        }
-        if matches!(result, Err(GateError::Busy(_))) {
-            // Over HTTP the front door turns this into 503 + Retry-After.
-            if let Some(busy) = context
-                .extensions
-                .get::<::http::request::Parts>()
-                .and_then(|parts| parts.extensions.get::<http::BusySignal>())
-            {
-                busy.raise();
-            }
-        }
-        to_mcp(result).map(CallToolResponse::from)
+        self.call_tool_in(request, context, principal, trace)
+            .instrument(span)
+            .await
     }
 
     async fn get_task(

@@ -18,6 +18,7 @@ use rmcp::model::{
     TaskPayload, TaskStatus,
 };
 use serde_json::{Map, Value, json};
+use tracing::Instrument;
 
 use crate::approvals::{status_message, withdraw};
 use crate::gate::{GateError, Gateway, RawArgs, Transport};
@@ -359,6 +360,7 @@ async fn run(gateway: &Arc<Gateway>, record: TaskRecord) {
     };
     let args = record.args.as_object().cloned();
     let key = format!("task:{}", record.id);
+    let span = gateway.request_span("tools/call", &record.tool, &principal, transport, None);
     let result = gateway
         .call(
             &principal,
@@ -368,7 +370,9 @@ async fn run(gateway: &Arc<Gateway>, record: TaskRecord) {
             crate::gate::Asked::key(Some(key)),
             None,
         )
+        .instrument(span.clone())
         .await;
+    crate::gate::finish_span(&span, &result);
     let (to, message, result) = match result {
         Err(GateError::PendingApproval(a)) if a.id == record.approval_id => {
             // The policy, seeing the approvals, asks for more: wait again.

@@ -7,6 +7,7 @@
 //! bounded buffers (on the stdio transport the real stdout is the protocol).
 
 mod admission;
+mod bench;
 pub mod bindings;
 mod engine;
 mod fsguard;
@@ -16,6 +17,7 @@ mod state;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use tracing::Instrument;
 use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
@@ -31,6 +33,7 @@ pub use state::{LogLine, Notice, Notify};
 use crate::capabilities::Capabilities;
 use crate::egress::{EgressEvent, Scrubber};
 use crate::grants::{FsMode, Grants, Limits, show_bytes};
+use crate::telemetry::STAGE;
 use state::{LimitHit, Limiter, NoticeBudget, StoreState};
 
 /// Bytes of stdout and of stderr kept per call.
@@ -110,6 +113,19 @@ pub enum RunError {
     Internal(anyhow::Error),
 }
 
+/// A run's outcome as a fixed code: ok, tool_error, limit, trap, busy or error.
+pub fn outcome_name(outcome: &Result<CallOutput, RunError>) -> &'static str {
+    match outcome {
+        Ok(output) if output.is_error => "tool_error",
+        Ok(_) => "ok",
+        Err(RunError::Limit(_)) => "limit",
+        Err(RunError::Tool { .. }) => "tool_error",
+        Err(RunError::Trap(_)) => "trap",
+        Err(RunError::Busy(_)) => "busy",
+        Err(RunError::Grant(_) | RunError::Internal(_)) => "error",
+    }
+}
+
 /// Everything a call produced, successful or not.
 #[derive(Debug)]
 pub struct RunReport {
@@ -117,6 +133,9 @@ pub struct RunReport {
     /// Fuel consumed by instantiation and the call.
     pub fuel_used: u64,
     pub elapsed: Duration,
+    /// The part of `elapsed` until the fresh instance was ready (store, grants,
+    /// instantiation); the rest is the call.
+    pub instantiated: Duration,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub logs: Vec<LogLine>,
@@ -142,6 +161,7 @@ impl RunReport {
             outcome,
             fuel_used,
             elapsed,
+            instantiated: elapsed,
             stdout: Vec::new(),
             stderr: Vec::new(),
             logs: Vec::new(),
@@ -301,15 +321,29 @@ impl Runner {
         notify: Option<Notify>,
     ) -> RunReport {
         let started = Instant::now();
-        let (mut store, (stdout, stderr)) = match self.store(grants, limits, notify) {
+        let instantiating = tracing::info_span!(target: STAGE, "instantiate");
+        let calling = tracing::info_span!(
+            target: STAGE,
+            "call",
+            portcullis.fuel = tracing::field::Empty,
+            portcullis.outcome = tracing::field::Empty,
+        );
+        let made = instantiating.in_scope(|| self.store(grants, limits, notify));
+        let (mut store, (stdout, stderr)) = match made {
             Ok(parts) => parts,
             Err(e) => return RunReport::failed(e, started),
         };
+        let mut instantiated = None;
         let run = async {
-            let instance = pre.instantiate_async(&mut store).await?;
+            let instance = pre
+                .instantiate_async(&mut store)
+                .instrument(instantiating)
+                .await?;
+            instantiated = Some(started.elapsed());
             instance
                 .portcullis_tool_tool()
                 .call_call(&mut store, name, input)
+                .instrument(calling.clone())
                 .await
         };
         let outcome = match tokio::time::timeout(limits.timeout, run).await {
@@ -324,11 +358,15 @@ impl Runner {
             Ok(Ok(Ok(result))) => output::convert(result, limits.output_bytes),
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let elapsed = started.elapsed();
+        calling.record("portcullis.fuel", fuel_used);
+        calling.record("portcullis.outcome", outcome_name(&outcome));
         let state = store.into_data();
         let mut report = RunReport {
             outcome,
             fuel_used,
-            elapsed: started.elapsed(),
+            elapsed,
+            instantiated: instantiated.unwrap_or(elapsed),
             stdout: stdout.contents().to_vec(),
             stderr: stderr.contents().to_vec(),
             logs: state.logs,
@@ -340,44 +378,8 @@ impl Runner {
         report
     }
 
-    /// For the benchmark only: `iterations` calls on one instance (what every call would cost
-    /// without a fresh instance). Returns each call's duration.
-    #[doc(hidden)]
-    pub async fn bench_reused_instance(
-        &self,
-        pre: &Prepared,
-        name: &str,
-        input: &str,
-        iterations: usize,
-    ) -> Result<Vec<Duration>> {
-        let limits = Limits {
-            fuel: u64::MAX / 2,
-            timeout: Duration::from_secs(3600),
-            ..Limits::default()
-        };
-        let (mut store, _stdio) = self
-            .store(&Grants::default(), &limits, None)
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let instance = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(anyhow::Error::from)?;
-        let tool = instance.portcullis_tool_tool();
-        let mut times = Vec::with_capacity(iterations);
-        for _ in 0..iterations {
-            let started = Instant::now();
-            let result = tool
-                .call_call(&mut store, name, input)
-                .await
-                .map_err(anyhow::Error::from)?;
-            times.push(started.elapsed());
-            anyhow::ensure!(result.is_ok(), "the tool failed");
-        }
-        Ok(times)
-    }
-
     /// A fresh store whose WASI context holds exactly `grants`, with every limit set.
-    fn store(
+    pub(crate) fn store(
         &self,
         grants: &Grants,
         limits: &Limits,

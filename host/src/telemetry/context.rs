@@ -1,28 +1,8 @@
-//! Logging setup, and the W3C trace context a call carries. Logs go to stderr, always: on the
-//! stdio transport, stdout is the protocol.
+//! The W3C trace context a call carries: the agent's (from `_meta.traceparent`), the current
+//! span's (when spans are exported), or a new one.
 
-use tracing_subscriber::EnvFilter;
-
-/// Crates that log whole protocol messages (tool arguments and results) below this level; they
-/// are capped here whatever `RUST_LOG` says, because arguments never reach the log.
-const CAPPED: &[&str] = &["rmcp=warn", "hyper=info"];
-
-/// Installs the stderr logger; `RUST_LOG` overrides the default `portcullis=info`, except for
-/// the [`CAPPED`] crates.
-pub fn init() {
-    let mut filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("portcullis=info"));
-    for directive in CAPPED {
-        if let Ok(directive) = directive.parse() {
-            filter = filter.add_directive(directive);
-        }
-    }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .try_init();
-}
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt, TraceFlags, TraceId, TraceState};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// A W3C trace context (`traceparent`, `tracestate`): the agent's trace, which a call
 /// continues, or a new one. Its trace id is in the call's audit records and result `_meta`.
@@ -82,6 +62,42 @@ impl TraceContext {
         })
     }
 
+    /// The agent's span as the parent of ours, if the agent sent one.
+    pub fn remote_parent(&self) -> Option<opentelemetry::Context> {
+        let trace_id = TraceId::from_hex(&self.trace_id).ok()?;
+        let span_id = SpanId::from_hex(self.parent_id.as_deref()?).ok()?;
+        let flags = if self.sampled {
+            TraceFlags::SAMPLED
+        } else {
+            TraceFlags::default()
+        };
+        let state = self
+            .tracestate
+            .as_deref()
+            .and_then(|s| s.parse::<TraceState>().ok())
+            .unwrap_or_default();
+        let parent = SpanContext::new(trace_id, span_id, flags, true, state);
+        Some(opentelemetry::Context::new().with_remote_span_context(parent))
+    }
+
+    /// The trace of the current span, when spans are exported; otherwise a new trace.
+    pub fn current() -> Self {
+        let span = tracing::Span::current();
+        if !span.is_disabled() {
+            let context = span.context();
+            let current = context.span().span_context().clone();
+            if current.is_valid() {
+                return Self {
+                    trace_id: current.trace_id().to_string(),
+                    parent_id: None,
+                    sampled: current.is_sampled(),
+                    tracestate: None,
+                };
+            }
+        }
+        Self::root()
+    }
+
     /// A new trace, with a random id.
     pub fn root() -> Self {
         use std::hash::BuildHasher;
@@ -103,6 +119,8 @@ impl TraceContext {
 
 #[cfg(test)]
 mod tests {
+    use opentelemetry::trace::TraceContextExt;
+
     use super::TraceContext;
 
     const GOOD: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
@@ -126,6 +144,11 @@ mod tests {
         ] {
             assert_eq!(TraceContext::parse(bad, None), None, "{bad}");
         }
+        let parent = t.remote_parent().unwrap();
+        let parent = parent.span().span_context().clone();
+        assert_eq!(parent.trace_id().to_string(), t.trace_id);
+        assert_eq!(parent.span_id().to_string(), "00f067aa0ba902b7");
+        assert!(parent.is_remote() && parent.is_sampled());
         // A later version may carry more fields.
         let later = format!("01{}-more", &GOOD[2..]);
         assert!(TraceContext::parse(&later, None).is_some());
