@@ -286,6 +286,16 @@ pub async fn call(
 }
 
 /// All text content of a result.
+/// A `tools/call` of `tool` with `args` whose `_meta.traceparent` is `traceparent`.
+pub fn traced(tool: &str, args: Value, traceparent: &str) -> CallToolRequestParams {
+    let mut params = CallToolRequestParams::new(tool.to_string())
+        .with_arguments(args.as_object().expect("arguments are an object").clone());
+    let mut meta = rmcp::model::RequestMetaObject::new();
+    meta.insert("traceparent".into(), serde_json::json!(traceparent));
+    params.meta = Some(meta);
+    params
+}
+
 pub fn text(result: &CallToolResult) -> String {
     result
         .content

@@ -20,7 +20,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
 use prost::Message;
 use serde_json::json;
 
-use crate::gateway::{Options, plan_hash, setup, stdio_client};
+use crate::gateway::{Options, plan_hash, setup, stdio_client, traced};
 
 /// One received span, with its ids in hex and its attributes as text.
 #[derive(Clone, Debug)]
@@ -186,14 +186,8 @@ async fn one_calls_stages_arrive_as_spans_under_the_agents_trace() {
     });
     let client = stdio_client(&s).await;
     let (trace_id, parent) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
-    let mut params = rmcp::model::CallToolRequestParams::new("hash")
-        .with_arguments(json!({"text": "span me"}).as_object().unwrap().clone());
-    let mut meta = rmcp::model::RequestMetaObject::new();
-    meta.insert(
-        "traceparent".into(),
-        json!(format!("00-{trace_id}-{parent}-01")),
-    );
-    params.meta = Some(meta);
+    let traceparent = format!("00-{trace_id}-{parent}-01");
+    let params = traced("hash", json!({"text": "span me"}), &traceparent);
     let result = client.call_tool(params).await.unwrap();
     assert_eq!(result.is_error, Some(false));
     let plan = plan_hash(&result).unwrap();

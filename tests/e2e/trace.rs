@@ -4,21 +4,14 @@
 use serde_json::json;
 
 use crate::audit::{export, job};
-use crate::gateway::{Options, setup, stdio_client};
+use crate::gateway::{Options, setup, stdio_client, traced};
 
 #[tokio::test]
 async fn the_agents_trace_id_is_continued_into_the_result_and_the_records() {
     let s = setup(Options::default());
     let client = stdio_client(&s).await;
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
-    let traced = |parent: &str| {
-        let mut params = rmcp::model::CallToolRequestParams::new("hash")
-            .with_arguments(json!({"text": "t"}).as_object().unwrap().clone());
-        let mut meta = rmcp::model::RequestMetaObject::new();
-        meta.insert("traceparent".into(), json!(parent));
-        params.meta = Some(meta);
-        params
-    };
+    let traced = |parent: &str| traced("hash", json!({"text": "t"}), parent);
     let result = client
         .call_tool(traced(&format!("00-{trace_id}-00f067aa0ba902b7-01")))
         .await

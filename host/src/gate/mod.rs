@@ -309,6 +309,7 @@ impl Gateway {
             .map_or(Ok(()), idempotency::check_key);
         let context = self.context(transport, asked);
         let job = context.request_id.clone();
+        // On the request span (`spans.rs`), for refusals as for runs.
         tracing::Span::current().record("portcullis.job", job.as_str());
         let trace_id = context.trace.trace_id.clone();
         let planned = match checked {
