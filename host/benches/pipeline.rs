@@ -8,7 +8,8 @@
 //! `BENCH_IN_PROCESS_ONLY=1` stops after the in-process instance measurements;
 //! `BENCH_SKIP_TRANSPORTS=1` after the governed call in process (no stdio, HTTP, fairness);
 //! `BENCH_EGRESS_ONLY=1` runs only the outbound HTTP comparison; `BENCH_AUDIT_ONLY=1` only
-//! the audit trail's cost (off against on).
+//! the audit trail's cost (off against on); `BENCH_SPANS_ONLY=1` only the stage spans' cost
+//! (nothing exported against OTLP export to a loopback collector).
 //! Results go into docs/perf.md.
 
 use std::io::{BufRead, BufReader, Write};
@@ -22,6 +23,8 @@ mod audit;
 mod egress;
 #[path = "support/fairness.rs"]
 mod fairness;
+#[path = "support/spans.rs"]
+mod spans;
 
 use portcullis::capabilities::Capabilities;
 use portcullis::catalog::Catalog;
@@ -537,6 +540,11 @@ fn main() {
         runtime.block_on(audit::sequential((n / 6).max(1000)));
         let multi = tokio::runtime::Runtime::new().unwrap();
         multi.block_on(audit::throughput((n / 2).max(640)));
+        return;
+    }
+    if std::env::var_os("BENCH_SPANS_ONLY").is_some() {
+        let multi = tokio::runtime::Runtime::new().unwrap();
+        multi.block_on(spans::spans((n / 10).max(500)));
         return;
     }
     if std::env::var_os("BENCH_EGRESS_ONLY").is_some() {

@@ -19,6 +19,7 @@ pub mod config;
 pub mod egress;
 pub mod gate;
 pub mod grants;
+pub mod identity;
 pub mod ijson;
 pub mod mcp;
 pub mod metrics;

@@ -107,6 +107,30 @@ impl Target {
     }
 }
 
+impl Target {
+    /// `GET`s the target as JSON within `timeout`, reading at most `max_body` bytes: the
+    /// parsed document, or why not (connection, status, size, syntax).
+    pub async fn get_json(
+        &self,
+        timeout: std::time::Duration,
+        max_body: usize,
+    ) -> Result<serde_json::Value, String> {
+        let request = Request::get(self.path.as_str())
+            .header(http::header::HOST, self.host_header.as_str())
+            .header(http::header::ACCEPT, "application/json")
+            .header(http::header::USER_AGENT, USER_AGENT)
+            .body(Full::new(Bytes::new()))
+            .map_err(|e| e.to_string())?;
+        let response = tokio::time::timeout(timeout, self.send(request, max_body))
+            .await
+            .map_err(|_| format!("no answer within {} s", timeout.as_secs()))??;
+        if !response.status().is_success() {
+            return Err(format!("answered {}", response.status()));
+        }
+        serde_json::from_slice(response.body()).map_err(|e| format!("not JSON: {e}"))
+    }
+}
+
 fn tls_config() -> Result<Arc<rustls::ClientConfig>> {
     let roots = rustls::RootCertStore {
         roots: webpki_roots::TLS_SERVER_ROOTS.into(),

@@ -307,3 +307,39 @@ async fn a_client_that_never_reads_cannot_keep_its_connection() {
     }
     drop(hog);
 }
+
+#[tokio::test]
+async fn one_principal_over_its_request_rate_gets_429_and_others_go_on() {
+    let s = setup(Options {
+        http_extra: "max_rate_per_principal = 5",
+        ..Options::default()
+    });
+    let server = http_server(&s).await;
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let status = |response: &str| response.split_whitespace().nth(1).unwrap_or("").to_string();
+    let mut answers = Vec::new();
+    for _ in 0..8 {
+        answers.push(raw_http(&server, &post(&server, ALICE, "", list)).await);
+    }
+    let limited: Vec<_> = answers.iter().filter(|a| status(a) == "429").collect();
+    assert!(
+        (1..=3).contains(&limited.len()),
+        "{:?}",
+        answers.iter().map(|a| status(a)).collect::<Vec<_>>()
+    );
+    let refused = limited[0].to_ascii_lowercase();
+    assert!(
+        refused.contains("retry-after: 1") && refused.contains("request rate"),
+        "{refused}"
+    );
+    // Another principal is not affected, and the first gets through again after a second.
+    assert_eq!(
+        status(&raw_http(&server, &post(&server, BOB, "", list)).await),
+        "200"
+    );
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        status(&raw_http(&server, &post(&server, ALICE, "", list)).await),
+        "200"
+    );
+}

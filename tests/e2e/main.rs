@@ -17,6 +17,8 @@ mod governance;
 mod hidden;
 mod hostile;
 mod idempotency;
+mod identity;
+mod issuer;
 mod mcp;
 mod ops;
 mod otlp;

@@ -15,11 +15,14 @@ use serde_json::{Map, Value};
 mod audit;
 mod capabilities;
 mod governance;
+mod oauth;
 mod telemetry;
 
 pub use audit::AuditConfig;
 pub use capabilities::{CapabilitiesConfig, SecretSpec};
 pub use governance::{AdminConfig, StateConfig, WebhookConfig};
+pub use oauth::OAuthConfig;
+pub(crate) use oauth::https_or_loopback;
 pub use telemetry::TelemetryConfig;
 
 use crate::gate::ArgsCaps;
@@ -51,6 +54,7 @@ struct File {
     stdio: StdioFile,
     #[serde(default)]
     http: HttpFile,
+    oauth: Option<oauth::OAuthFile>,
     principals: Option<BTreeMap<String, PrincipalFile>>,
     #[serde(default)]
     egress: capabilities::EgressFile,
@@ -99,6 +103,7 @@ struct HttpFile {
     idle_timeout: Option<String>,
     max_inflight_bytes: Option<String>,
     max_requests_per_principal: Option<usize>,
+    max_rate_per_principal: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -144,6 +149,9 @@ pub struct HttpConfig {
     pub max_inflight_bytes: u64,
     /// Requests of one principal in flight at once; more get 503 at once.
     pub max_requests_per_principal: usize,
+    /// Requests of one principal per second (bursts of one second's worth); more get 429 at
+    /// once. `None`: not limited here.
+    pub max_rate_per_principal: Option<u32>,
 }
 
 /// The resolved configuration.
@@ -173,6 +181,8 @@ pub struct Config {
     pub args: ArgsCaps,
     pub stdio_principal: String,
     pub http: HttpConfig,
+    /// `/mcp` as an OAuth resource server (JWT access tokens), if configured.
+    pub oauth: Option<OAuthConfig>,
     pub principals: BTreeMap<String, PrincipalConfig>,
     /// Outbound HTTP, secrets and the capability ceilings.
     pub capabilities: CapabilitiesConfig,
@@ -392,7 +402,11 @@ impl Config {
                 .http
                 .max_requests_per_principal
                 .unwrap_or_else(|| (2 * admission.max_per_principal as usize).max(8)),
+            max_rate_per_principal: file.http.max_rate_per_principal,
         };
+        if http.max_rate_per_principal == Some(0) {
+            bail!("http.max_rate_per_principal must be at least 1 (leave it out for no limit)");
+        }
         if http.max_requests_per_principal == 0 {
             bail!("http.max_requests_per_principal must be at least 1");
         }
@@ -418,6 +432,7 @@ impl Config {
                 bail!("{key} names `{name}`, which is not defined under [principals]");
             }
         }
+        let oauth = oauth::resolve(file.oauth)?;
         let capabilities = capabilities::resolve(file.egress, file.secrets, file.ceilings, &at)?;
         let admin = governance::resolve_admin(file.admin)?;
         if admin.explicit && principals.values().all(|p| p.admin_token_hashes.is_empty()) {
@@ -459,6 +474,7 @@ impl Config {
             args,
             stdio_principal,
             http,
+            oauth,
             principals,
             capabilities,
             settings,

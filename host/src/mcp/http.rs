@@ -1,19 +1,19 @@
 //! MCP over streamable HTTP at `/mcp`.
 //!
 //! Every request passes the front door before rmcp sees it: `Host` and `Origin` are checked
-//! (DNS-rebinding protection) → 403; the bearer token is checked against the configured
-//! hashes → 401 (or the configured anonymous principal); the body is read up to the message cap
-//! and checked for size and depth. The server is stateless (no MCP sessions), so there is no
+//! (DNS-rebinding protection) → 403; the caller is authenticated by [`crate::identity`] (a
+//! static token, an OAuth access token, or the configured anonymous principal) → 401; the body
+//! is read up to the message cap and checked for size and depth, then for the scopes an OAuth
+//! caller needs → 403. The protected resource metadata is served beside `/mcp`. The server is stateless (no MCP sessions), so there is no
 //! session id another principal could reuse. The agent's token is never passed on to tools and
 //! never logged.
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::Incoming;
@@ -21,15 +21,15 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use rmcp::transport::streamable_http_server::session::never::NeverSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 use super::Handler;
 use super::precheck::{self, MessageCaps, Verdict};
+use super::throttle::Throttle;
 use crate::config::{Config, HttpConfig};
 use crate::gate::{Gateway, Transport};
-use crate::policy::Principal;
+use crate::identity::{Identity, Refusal};
 use crate::runner::PerKey;
 
 type Body = BoxBody<Bytes, Infallible>;
@@ -45,17 +45,13 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 /// At most one accept-error line per interval (the rest are counted).
 const ACCEPT_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// `sha256:<hex>` of a bearer token, as stored in the configuration.
-pub fn token_hash(token: &str) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(token.as_bytes())))
-}
+pub use crate::identity::token_hash;
 
 /// Everything the front door needs, built once.
 struct FrontDoor {
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
-    tokens: HashMap<String, Arc<Principal>>,
-    anonymous: Option<Arc<Principal>>,
+    identity: Identity,
     caps: MessageCaps,
     /// Request bodies in flight, in KiB: parsing arguments costs host memory before admission.
     inflight: Arc<Semaphore>,
@@ -63,6 +59,8 @@ struct FrontDoor {
     wait: Duration,
     /// Requests in flight per principal: one principal's flood is refused, others go on.
     per_principal: PerKey,
+    /// Requests per second per principal, if limited.
+    throttle: Option<Throttle>,
     mcp: StreamableHttpService<Handler, NeverSessionManager>,
 }
 
@@ -113,29 +111,6 @@ impl FrontDoor {
             .any(|allowed| allowed.eq_ignore_ascii_case(host) || allowed.eq_ignore_ascii_case(name))
     }
 
-    /// The principal of a request, or why it gets 401.
-    fn authenticate(&self, request: &Request<Incoming>) -> Result<Arc<Principal>, &'static str> {
-        match request.headers().get(hyper::header::AUTHORIZATION) {
-            None => self
-                .anonymous
-                .clone()
-                .ok_or("unauthorized: send `Authorization: Bearer <token>`"),
-            Some(value) => {
-                let token = value
-                    .to_str()
-                    .ok()
-                    .and_then(|v| v.strip_prefix("Bearer "))
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .ok_or("unauthorized: malformed Authorization header")?;
-                self.tokens
-                    .get(&token_hash(token))
-                    .cloned()
-                    .ok_or("unauthorized: unknown token")
-            }
-        }
-    }
-
     /// The one check of where a request comes from (DNS rebinding, cross-origin browsers):
     /// exactly one `Host`, in the allowed list; at most one `Origin`, in the allowed list;
     /// an origin-form request target (`/mcp`), never an absolute URL that would name another
@@ -172,24 +147,52 @@ impl FrontDoor {
         }
     }
 
+    /// The answer to a request refused at the door (401, 403 with a challenge; 400; 503).
+    fn refuse(&self, refusal: &Refusal) -> Response<Body> {
+        let answer = self.identity.answer(refusal);
+        let mut response = if answer.status == StatusCode::SERVICE_UNAVAILABLE {
+            busy_response(&answer.message)
+        } else {
+            plain(answer.status, &answer.message)
+        };
+        if let Some(challenge) = answer
+            .challenge
+            .and_then(|c| hyper::header::HeaderValue::try_from(c).ok())
+        {
+            response
+                .headers_mut()
+                .insert(hyper::header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
         if let Err((status, message)) = self.check_origin(&request) {
             return plain(status, message);
         }
         if request.uri().path() != "/mcp" {
+            if let Some(document) = self.identity.metadata(request.uri().path()) {
+                return json_reply(document);
+            }
             return plain(StatusCode::NOT_FOUND, "not found: the MCP endpoint is /mcp");
         }
-        let principal = match self.authenticate(&request) {
-            Ok(principal) => principal,
-            Err(message) => {
-                let mut response = plain(StatusCode::UNAUTHORIZED, message);
-                response.headers_mut().insert(
-                    hyper::header::WWW_AUTHENTICATE,
-                    hyper::header::HeaderValue::from_static("Bearer"),
-                );
-                return response;
-            }
+        let authorization = request.headers().get(hyper::header::AUTHORIZATION);
+        let caller = match self.identity.authenticate(authorization).await {
+            Ok(caller) => caller,
+            Err(refusal) => return self.refuse(&refusal),
         };
+        let principal = caller.principal.clone();
+        if let Some(Err(wait)) = self.throttle.as_ref().map(|t| t.take(&principal.id)) {
+            let mut response = plain(
+                StatusCode::TOO_MANY_REQUESTS,
+                "too many requests: this principal is over its request rate; retry shortly",
+            );
+            response.headers_mut().insert(
+                hyper::header::RETRY_AFTER,
+                hyper::header::HeaderValue::from(wait.as_secs().max(1)),
+            );
+            return response;
+        }
         let Ok(_own) = self
             .per_principal
             .permits(&principal.id)
@@ -244,7 +247,11 @@ impl FrontDoor {
             precheck::oversized(&bytes, self.caps)
         };
         match verdict {
-            Verdict::Pass => {}
+            Verdict::Pass => {
+                if let Err(refusal) = self.identity.authorize(&caller, &bytes) {
+                    return self.refuse(&refusal);
+                }
+            }
             Verdict::Refuse(Some(reply)) => return json_reply(reply),
             Verdict::Refuse(None) => {
                 return plain(
@@ -299,21 +306,7 @@ async fn read_capped(mut body: Incoming, limit: usize) -> Result<(Bytes, bool), 
 
 /// Serves MCP over HTTP on `listener` until the process ends.
 pub async fn serve(gateway: Arc<Gateway>, config: &Config, listener: TcpListener) -> Result<()> {
-    let mut tokens = HashMap::new();
-    for (name, p) in &config.principals {
-        let principal = Arc::new(config.principal(name, "token").context("principal")?);
-        for hash in &p.token_hashes {
-            tokens.insert(hash.to_ascii_lowercase(), principal.clone());
-        }
-    }
-    let anonymous = match &config.http.anonymous {
-        Some(name) => Some(Arc::new(
-            config
-                .principal(name, "anonymous")
-                .with_context(|| format!("http.anonymous `{name}`"))?,
-        )),
-        None => None,
-    };
+    let identity = Identity::new(config)?;
     let caps = MessageCaps::for_args(config.args);
     let mut mcp_config = StreamableHttpServerConfig::default();
     mcp_config.legacy_session_mode = false;
@@ -331,16 +324,20 @@ pub async fn serve(gateway: Arc<Gateway>, config: &Config, listener: TcpListener
     let door = Arc::new(FrontDoor {
         allowed_hosts: config.http.allowed_hosts.clone(),
         allowed_origins: config.http.allowed_origins.clone(),
-        tokens,
-        anonymous,
+        identity,
         caps,
         inflight: Arc::new(Semaphore::new(
             usize::try_from(config.http.max_inflight_bytes.div_ceil(1024)).unwrap_or(usize::MAX),
         )),
         wait: config.admission.wait,
         per_principal: PerKey::new(config.http.max_requests_per_principal),
+        throttle: config.http.max_rate_per_principal.map(Throttle::new),
         mcp,
     });
+    // The issuer's keys are fetched (and kept fresh) beside serving: a token that arrives
+    // before they are waits for them.
+    let keys = door.clone();
+    tokio::spawn(async move { keys.identity.keep_keys_fresh().await });
     accept_loop(listener, door, &config.http).await
 }
 

@@ -15,6 +15,7 @@ mod notices;
 pub mod precheck;
 pub mod stdio;
 pub mod tasks;
+mod throttle;
 
 use std::sync::Arc;
 

@@ -41,9 +41,18 @@ fn requester(principal: &Principal) -> Value {
 }
 
 /// The requester as configured *now* (roles and claims may have changed since the task was
-/// made; a principal no longer configured runs nothing).
+/// made; a principal no longer configured runs nothing). An OAuth principal is not in the
+/// configuration: it is the one its token named when the task was made.
 fn principal_of(gateway: &Gateway, value: &Value) -> Option<Principal> {
     let how = match value.get("authenticated_by")?.as_str()? {
+        "oauth" => {
+            return Some(Principal {
+                id: value.get("id")?.as_str()?.to_string(),
+                roles: serde_json::from_value(value.get("roles")?.clone()).ok()?,
+                claims: value.get("claims")?.as_object()?.clone(),
+                authenticated_by: "oauth",
+            });
+        }
         "stdio" => "stdio",
         "token" => "token",
         "anonymous" => "anonymous",

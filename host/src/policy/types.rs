@@ -26,9 +26,9 @@ pub enum Action {
 pub struct Principal {
     pub id: String,
     pub roles: Vec<String>,
-    /// Extra attributes from configuration (later: token claims).
+    /// Extra attributes: from configuration, or an OAuth access token's claims.
     pub claims: Map<String, Value>,
-    /// `stdio`, `token` or `anonymous`.
+    /// `stdio`, `token`, `oauth`, `anonymous` or `cli`.
     pub authenticated_by: &'static str,
 }
 
