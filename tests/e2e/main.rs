@@ -23,6 +23,7 @@ mod mcp;
 mod ops;
 mod otlp;
 mod python;
+mod reload;
 mod results;
 mod support;
 mod tasks;

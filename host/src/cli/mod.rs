@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 mod approvals;
 mod audit;
+mod reload;
 mod run;
 
 pub use approvals::{ApprovalsCommand, detail as approval_detail};
@@ -287,24 +288,6 @@ fn seal_on_signal(gateway: &Arc<Gateway>) -> Result<()> {
     Ok(())
 }
 
-/// `kill -HUP` reloads the policies; a failed reload keeps the last good policy in force.
-fn reload_policy_on_sighup(gateway: &Arc<Gateway>) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hangups = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    let gateway = gateway.clone();
-    tokio::spawn(async move {
-        while hangups.recv().await.is_some() {
-            match gateway.policy.reload() {
-                Ok(()) => tracing::info!(policy = %gateway.policy.source(), "policy reloaded"),
-                Err(e) => tracing::error!(
-                    "policy reload failed; the last good policy stays in force: {e:#}"
-                ),
-            }
-        }
-    });
-    Ok(())
-}
-
 /// `serve --stdio` speaks MCP on stdin/stdout; otherwise (the default) streamable HTTP.
 async fn serve(
     config: &Config,
@@ -324,7 +307,10 @@ async fn serve(
         environment = %config.environment,
         "loaded"
     );
-    reload_policy_on_sighup(&gateway)?;
+    reload::on_sighup(&gateway)?;
+    if config.policy_watch {
+        reload::watch(&gateway);
+    }
     seal_on_signal(&gateway)?;
     mcp::tasks::spawn_advancer(gateway.clone());
     gateway

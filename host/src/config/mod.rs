@@ -37,6 +37,7 @@ struct File {
     tools_dir: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     policy_dir: Option<PathBuf>,
+    policy_watch: Option<bool>,
     workspace: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     #[serde(default)]
@@ -164,6 +165,8 @@ pub struct Config {
     pub cache_dir: PathBuf,
     /// `None`: the embedded default policies.
     pub policy_dir: Option<PathBuf>,
+    /// Reload the policy when a file in `policy_dir` changes (default on).
+    pub policy_watch: bool,
     /// The directory the default policy grants to the workspace tools.
     pub workspace: PathBuf,
     /// Where the state store lives (approvals, idempotency records, counters).
@@ -458,6 +461,7 @@ impl Config {
             tools_dir: at(file.tools_dir.unwrap_or_else(|| ".portcullis/tools".into())),
             cache_dir: at(file.cache_dir.unwrap_or_else(|| ".portcullis/cache".into())),
             policy_dir: file.policy_dir.map(at),
+            policy_watch: file.policy_watch.unwrap_or(true),
             workspace: at(file
                 .workspace
                 .unwrap_or_else(|| ".portcullis/workspace".into())),

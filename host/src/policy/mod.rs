@@ -184,17 +184,43 @@ impl Policy {
         })
     }
 
-    /// Reloads from the same source. On failure the last good policy stays in force and the
-    /// error is returned for the operator.
+    /// Reloads from the same source: the new bundle is compiled and its Rego tests (`test_*`)
+    /// are run before it replaces the one in force; calls being decided finish on the old one.
+    /// On failure (a file that does not compile, a failing test) the last good policy stays in
+    /// force and the error, naming the failing tests, is returned for the operator.
     pub fn reload(&self) -> Result<()> {
         let prepared = prepare(&self.source, &self.gateway_data, self.limits)
             .with_context(|| format!("reloading policies from {}", self.source))?;
+        let tests = rego_tests::run(&prepared.engine, &prepared.modules);
+        if tests.failed() > 0 {
+            let failing: Vec<String> = tests
+                .outcomes
+                .iter()
+                .filter(|o| !o.passed)
+                .take(5)
+                .map(|o| format!("{}: {}", o.file, o.name))
+                .collect();
+            bail!(
+                "reloading policies from {}: {} of {} Rego tests fail ({}{})",
+                self.source,
+                tests.failed(),
+                tests.outcomes.len(),
+                failing.join(", "),
+                if tests.failed() > 5 { ", …" } else { "" }
+            );
+        }
         let mut current = self
             .current
             .write()
             .map_err(|_| anyhow!("policy lock poisoned"))?;
         *current = Arc::new(prepared);
         Ok(())
+    }
+
+    /// Each policy file's path, size and modification time (`None` for the embedded
+    /// policies): what a watcher compares to see a change.
+    pub fn fingerprint(&self) -> Option<Vec<(std::path::PathBuf, u64, std::time::SystemTime)>> {
+        sources::fingerprint(&self.source)
     }
 
     pub fn source(&self) -> &PolicySource {

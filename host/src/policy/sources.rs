@@ -100,3 +100,22 @@ pub fn read(source: &PolicySource) -> Result<Vec<(String, String)>> {
         }
     }
 }
+
+/// What a change to `source` would change: each policy file's path, size and modification
+/// time (`None` for the embedded policies, or when the directory cannot be read: a reload then
+/// reports why).
+pub fn fingerprint(source: &PolicySource) -> Option<Vec<(PathBuf, u64, std::time::SystemTime)>> {
+    let PolicySource::Dir(dir) = source else {
+        return None;
+    };
+    let mut files = Vec::new();
+    collect(dir, 0, &mut files).ok()?;
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let meta = std::fs::metadata(&path).ok()?;
+            Some((path, meta.len(), meta.modified().ok()?))
+        })
+        .collect()
+}

@@ -359,6 +359,41 @@ fn a_broken_reload_keeps_the_last_good_policy() {
 }
 
 #[test]
+fn a_reload_whose_rego_tests_fail_keeps_the_last_good_policy() {
+    let dir = write_dir(&[(
+        "p.rego",
+        "package portcullis\ndecision := {\"allow\": true}\ntest_allows if decision.allow\n",
+    )]);
+    let policy = Policy::load(
+        PolicySource::Dir(dir.path().into()),
+        json!({}),
+        EvalLimits::default(),
+    )
+    .unwrap();
+    let before = policy.digest();
+    // Compiles, but its own test says it is wrong.
+    std::fs::write(
+        dir.path().join("p.rego"),
+        "package portcullis\ndecision := {\"allow\": false}\ntest_allows if decision.allow\n",
+    )
+    .unwrap();
+    let error = format!("{:#}", policy.reload().unwrap_err());
+    assert!(
+        error.contains("1 of 1 Rego tests fail") && error.contains("p.rego: test_allows"),
+        "{error}"
+    );
+    assert_eq!(policy.digest(), before);
+    // Fixed: it takes effect.
+    std::fs::write(
+        dir.path().join("p.rego"),
+        "package portcullis\n# fixed\ndecision := {\"allow\": true}\ntest_allows if decision.allow\n",
+    )
+    .unwrap();
+    policy.reload().unwrap();
+    assert_ne!(policy.digest(), before);
+}
+
+#[test]
 fn the_served_input_and_its_json_text_decide_alike() {
     // `decide` builds regorus's value from a JSON value; `policy eval` parses JSON text. The
     // second policy echoes the whole input it sees, so any difference shows.
