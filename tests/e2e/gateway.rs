@@ -374,6 +374,7 @@ impl HttpServer {
     /// `127.0.0.1:PORT`.
     pub fn addr(&self) -> String {
         self.url
+            .trim_start_matches("https://")
             .trim_start_matches("http://")
             .trim_end_matches("/mcp")
             .to_string()

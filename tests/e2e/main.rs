@@ -27,6 +27,7 @@ mod reload;
 mod results;
 mod support;
 mod tasks;
+mod tls;
 mod trace;
 mod upstream;
 mod webhook;

@@ -360,7 +360,13 @@ async fn serve(
         tools.len(),
         gateway.policy.source()
     );
-    eprintln!("portcullis: MCP over streamable HTTP at http://{addr}/mcp");
+    // A certificate that cannot be loaded stops the gateway here, before it says it listens.
+    let tls = match &config.http.tls {
+        Some((cert, key)) => Some(mcp::tls::Tls::new(cert, key)?),
+        None => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    eprintln!("portcullis: MCP over streamable HTTP at {scheme}://{addr}/mcp");
     if let Some(token) = &dev_token {
         eprintln!(
             "portcullis: one-time token for principal `{}` (valid until this process exits):",
@@ -385,7 +391,7 @@ async fn serve(
         });
     }
     let (state, audit) = (gateway.state.clone(), gateway.audit.clone());
-    mcp::http::serve(gateway, &config, listener).await?;
+    mcp::http::serve(gateway, &config, listener, tls).await?;
     seal_and_flush(&audit, &*state).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -105,6 +105,8 @@ struct HttpFile {
     max_inflight_bytes: Option<String>,
     max_requests_per_principal: Option<usize>,
     max_rate_per_principal: Option<u32>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -153,6 +155,9 @@ pub struct HttpConfig {
     /// Requests of one principal per second (bursts of one second's worth); more get 429 at
     /// once. `None`: not limited here.
     pub max_rate_per_principal: Option<u32>,
+    /// TLS on the listener: the certificate chain and the private key (PEM files, loaded
+    /// again when they change). `None`: plain HTTP (for loopback or behind a proxy).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The resolved configuration.
@@ -406,6 +411,11 @@ impl Config {
                 .max_requests_per_principal
                 .unwrap_or_else(|| (2 * admission.max_per_principal as usize).max(8)),
             max_rate_per_principal: file.http.max_rate_per_principal,
+            tls: match (file.http.tls_cert, file.http.tls_key) {
+                (Some(cert), Some(key)) => Some((at(cert), at(key))),
+                (None, None) => None,
+                _ => bail!("http.tls_cert and http.tls_key go together: set both, or neither"),
+            },
         };
         if http.max_rate_per_principal == Some(0) {
             bail!("http.max_rate_per_principal must be at least 1 (leave it out for no limit)");

@@ -27,6 +27,7 @@ use tokio::sync::Semaphore;
 use super::Handler;
 use super::precheck::{self, MessageCaps, Verdict};
 use super::throttle::Throttle;
+use super::tls::Tls;
 use crate::config::{Config, HttpConfig};
 use crate::gate::{Gateway, Transport};
 use crate::identity::{Identity, Refusal};
@@ -304,8 +305,13 @@ async fn read_capped(mut body: Incoming, limit: usize) -> Result<(Bytes, bool), 
     Ok((buffer.freeze(), true))
 }
 
-/// Serves MCP over HTTP on `listener` until the process ends.
-pub async fn serve(gateway: Arc<Gateway>, config: &Config, listener: TcpListener) -> Result<()> {
+/// Serves MCP over HTTP on `listener` (over TLS with `tls`) until the process ends.
+pub async fn serve(
+    gateway: Arc<Gateway>,
+    config: &Config,
+    listener: TcpListener,
+    tls: Option<Arc<Tls>>,
+) -> Result<()> {
     let identity = Identity::new(config)?;
     let caps = MessageCaps::for_args(config.args);
     let mut mcp_config = StreamableHttpServerConfig::default();
@@ -338,12 +344,20 @@ pub async fn serve(gateway: Arc<Gateway>, config: &Config, listener: TcpListener
     // before they are waits for them.
     let keys = door.clone();
     tokio::spawn(async move { keys.identity.keep_keys_fresh().await });
-    accept_loop(listener, door, &config.http).await
+    if let Some(tls) = &tls {
+        tls.watch();
+    }
+    accept_loop(listener, door, &config.http, tls).await
 }
 
 /// Accepts connections, at most `max_connections` at once. Accept errors (out of file
 /// descriptors, say) back off instead of spinning, and are logged once per interval.
-async fn accept_loop(listener: TcpListener, door: Arc<FrontDoor>, http: &HttpConfig) -> Result<()> {
+async fn accept_loop(
+    listener: TcpListener,
+    door: Arc<FrontDoor>,
+    http: &HttpConfig,
+    tls: Option<Arc<Tls>>,
+) -> Result<()> {
     let open = Arc::new(Semaphore::new(http.max_connections));
     let idle_timeout = http.idle_timeout;
     let mut backoff = ACCEPT_BACKOFF_MIN;
@@ -376,9 +390,21 @@ async fn accept_loop(listener: TcpListener, door: Arc<FrontDoor>, http: &HttpCon
             tokio::spawn(refuse_busy(stream));
             continue;
         };
-        let door = door.clone();
+        let (door, tls) = (door.clone(), tls.clone());
         tokio::spawn(async move {
-            serve_connection(door, stream, idle_timeout).await;
+            match tls {
+                None => serve_connection(door, stream, idle_timeout).await,
+                // The handshake runs on the connection's task, under the header timeout, so
+                // a client that never finishes it holds only its own slot, and not for long.
+                Some(tls) => {
+                    let handshake = tls.acceptor().accept(stream);
+                    match tokio::time::timeout(HEADER_TIMEOUT, handshake).await {
+                        Ok(Ok(stream)) => serve_connection(door, stream, idle_timeout).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
             tracing::trace!(%peer, "connection closed");
         });
@@ -404,11 +430,10 @@ async fn refuse_busy(mut stream: tokio::net::TcpStream) {
 }
 
 /// Serves one connection; closes it once it has had no request in flight for `idle_timeout`.
-async fn serve_connection(
-    door: Arc<FrontDoor>,
-    stream: tokio::net::TcpStream,
-    idle_timeout: Duration,
-) {
+async fn serve_connection<S>(door: Arc<FrontDoor>, stream: S, idle_timeout: Duration)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let activity = Activity::new();
     let tracker = activity.clone();
     let service = hyper::service::service_fn(move |request| {

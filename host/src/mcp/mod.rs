@@ -16,6 +16,7 @@ pub mod precheck;
 pub mod stdio;
 pub mod tasks;
 mod throttle;
+pub mod tls;
 
 use std::sync::Arc;
 
