@@ -343,3 +343,52 @@ async fn one_principal_over_its_request_rate_gets_429_and_others_go_on() {
         "200"
     );
 }
+
+#[tokio::test]
+async fn sigterm_finishes_calls_in_flight_and_refuses_new_ones() {
+    let policy = "package portcullis\nimport rego.v1\n\
+        decision := {\"allow\": true} if input.action == \"list\"\n\
+        decision := {\"allow\": true, \"limits\": {\"timeout_ms\": 2000}} if input.action == \"call\"\n";
+    let s = setup(Options {
+        components: &["hostile-sleep", "data"],
+        policy: Some(policy),
+        http_extra: "shutdown_grace = \"20s\"",
+        ..Options::default()
+    });
+    let mut server = http_server(&s).await;
+    let client = http_client(&server, BOB).await;
+    let peer = client.peer().clone();
+    let in_flight = tokio::spawn(async move {
+        let params = rmcp::model::CallToolRequestParams::new("sleep_forever")
+            .with_arguments(serde_json::Map::new());
+        peer.call_tool(params).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let pid = server.child.id().unwrap().to_string();
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status();
+    assert!(term.unwrap().success());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Draining: a new request is refused at once, and told to go elsewhere.
+    let list = r#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let refused = raw_http(&server, &post(&server, ALICE, "", list)).await;
+    assert!(
+        refused.starts_with("HTTP/1.1 503") && refused.contains("shutting down"),
+        "{refused}"
+    );
+    // The call in flight is answered (its own deadline, 2 s), not cut off.
+    let answered = in_flight
+        .await
+        .unwrap()
+        .expect("the call in flight was dropped");
+    assert_eq!(answered.is_error, Some(true));
+    // Then the gateway exits cleanly, well before the grace period is over.
+    let started = Instant::now();
+    let status = tokio::time::timeout(Duration::from_secs(10), server.child.wait())
+        .await
+        .expect("the gateway did not exit after draining")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}

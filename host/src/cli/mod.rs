@@ -12,8 +12,8 @@ use tracing::Instrument;
 
 mod approvals;
 mod audit;
-mod reload;
 mod run;
+mod signals;
 
 pub use approvals::{ApprovalsCommand, detail as approval_detail};
 pub use run::{RunArgs, parse_grant_dir};
@@ -247,17 +247,6 @@ pub async fn build_gateway(config: &Config) -> Result<Arc<Gateway>> {
     ))
 }
 
-/// At exit: seals the audit trail and commits what was queued but not waited for.
-async fn seal_and_flush(
-    audit: &crate::audit::Audit,
-    state: &dyn crate::state::Store,
-) -> Result<()> {
-    if let Err(e) = audit.checkpoint().await {
-        tracing::error!("sealing the audit trail at exit failed: {e:#}");
-    }
-    state.flush().await
-}
-
 /// 32 random bytes from the OS, hex-encoded.
 fn random_token() -> Result<String> {
     let mut bytes = [0u8; 32];
@@ -265,27 +254,6 @@ fn random_token() -> Result<String> {
         .and_then(|mut f| f.read_exact(&mut bytes))
         .context("reading /dev/urandom")?;
     Ok(format!("pc_{}", hex::encode(bytes)))
-}
-
-/// SIGINT or SIGTERM: seal the audit trail and commit what is queued, then exit (calls still
-/// running are cut off, as the signal would have done; their intents are on record).
-fn seal_on_signal(gateway: &Arc<Gateway>) -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    let gateway = gateway.clone();
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        if let Err(e) = seal_and_flush(&gateway.audit, &*gateway.state).await {
-            tracing::error!("committing the state store at exit failed: {e:#}");
-        }
-        std::process::exit(0);
-    });
-    Ok(())
 }
 
 /// `serve --stdio` speaks MCP on stdin/stdout; otherwise (the default) streamable HTTP.
@@ -307,11 +275,11 @@ async fn serve(
         environment = %config.environment,
         "loaded"
     );
-    reload::on_sighup(&gateway)?;
+    signals::on_sighup(&gateway)?;
     if config.policy_watch {
-        reload::watch(&gateway);
+        signals::watch(&gateway);
     }
-    seal_on_signal(&gateway)?;
+    signals::seal_on_signal(&gateway, config.http.shutdown_grace)?;
     mcp::tasks::spawn_advancer(gateway.clone());
     gateway
         .audit
@@ -329,7 +297,7 @@ async fn serve(
         )
         .await?;
         // What was queued but not waited for (usage, outcomes) is committed before exit.
-        seal_and_flush(&audit, &*state).await?;
+        signals::seal_and_flush(&audit, &*state).await?;
         return Ok(ExitCode::SUCCESS);
     }
     let mut config = config.clone();
@@ -392,7 +360,7 @@ async fn serve(
     }
     let (state, audit) = (gateway.state.clone(), gateway.audit.clone());
     mcp::http::serve(gateway, &config, listener, tls).await?;
-    seal_and_flush(&audit, &*state).await?;
+    signals::seal_and_flush(&audit, &*state).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -472,7 +440,7 @@ async fn call(
         &json!({ "principal": principal.id, "tool": tool, "decision": decision, "outcome": outcome }),
     )?);
     // The outcome of a keyed call and the run's usage are queued to the store: commit them.
-    seal_and_flush(&gateway.audit, &*gateway.state).await?;
+    signals::seal_and_flush(&gateway.audit, &*gateway.state).await?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

@@ -4,7 +4,6 @@
 //! directory when there is no file).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -15,12 +14,14 @@ use serde_json::{Map, Value};
 mod audit;
 mod capabilities;
 mod governance;
+mod http;
 mod oauth;
 mod telemetry;
 
 pub use audit::AuditConfig;
 pub use capabilities::{CapabilitiesConfig, SecretSpec};
 pub use governance::{AdminConfig, StateConfig, WebhookConfig};
+pub use http::HttpConfig;
 pub use oauth::OAuthConfig;
 pub(crate) use oauth::https_or_loopback;
 pub use telemetry::TelemetryConfig;
@@ -54,7 +55,7 @@ struct File {
     #[serde(default)]
     stdio: StdioFile,
     #[serde(default)]
-    http: HttpFile,
+    http: http::HttpFile,
     oauth: Option<oauth::OAuthFile>,
     principals: Option<BTreeMap<String, PrincipalFile>>,
     #[serde(default)]
@@ -95,22 +96,6 @@ struct StdioFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct HttpFile {
-    listen: Option<String>,
-    allowed_hosts: Option<Vec<String>>,
-    allowed_origins: Option<Vec<String>>,
-    anonymous: Option<String>,
-    max_connections: Option<usize>,
-    idle_timeout: Option<String>,
-    max_inflight_bytes: Option<String>,
-    max_requests_per_principal: Option<usize>,
-    max_rate_per_principal: Option<u32>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PrincipalFile {
     #[serde(default)]
     roles: Vec<String>,
@@ -132,32 +117,6 @@ pub struct PrincipalConfig {
     /// Hashes of the principal's admin API tokens.
     pub admin_token_hashes: Vec<String>,
     pub claims: Map<String, Value>,
-}
-
-/// The HTTP transport's settings.
-#[derive(Clone, Debug)]
-pub struct HttpConfig {
-    pub listen: SocketAddr,
-    /// Accepted `Host` header values (host names or `host:port`).
-    pub allowed_hosts: Vec<String>,
-    /// Accepted `Origin` values; requests without `Origin` (non-browser clients) pass.
-    pub allowed_origins: Vec<String>,
-    /// The principal for requests without a token; `None` means such requests get 401.
-    pub anonymous: Option<String>,
-    /// Open connections at once; more wait in the kernel's accept queue.
-    pub max_connections: usize,
-    /// A connection with no request in flight for this long is closed.
-    pub idle_timeout: Duration,
-    /// Request bodies being parsed and served at once, in bytes (more wait, then get 503).
-    pub max_inflight_bytes: u64,
-    /// Requests of one principal in flight at once; more get 503 at once.
-    pub max_requests_per_principal: usize,
-    /// Requests of one principal per second (bursts of one second's worth); more get 429 at
-    /// once. `None`: not limited here.
-    pub max_rate_per_principal: Option<u32>,
-    /// TLS on the listener: the certificate chain and the private key (PEM files, loaded
-    /// again when they change). `None`: plain HTTP (for loopback or behind a proxy).
-    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 /// The resolved configuration.
@@ -378,63 +337,7 @@ impl Config {
         };
         check_unique_tokens(&principals)?;
         let stdio_principal = file.stdio.principal.unwrap_or_else(|| "local".into());
-        let http = HttpConfig {
-            listen: file
-                .http
-                .listen
-                .as_deref()
-                .unwrap_or("127.0.0.1:8080")
-                .parse()
-                .map_err(|e| {
-                    anyhow!("http.listen: {e} (expected an address such as 127.0.0.1:8080)")
-                })?,
-            allowed_hosts: file
-                .http
-                .allowed_hosts
-                .unwrap_or_else(|| vec!["localhost".into(), "127.0.0.1".into(), "[::1]".into()]),
-            allowed_origins: file.http.allowed_origins.unwrap_or_default(),
-            anonymous: file.http.anonymous,
-            max_connections: file.http.max_connections.unwrap_or(1024),
-            idle_timeout: file
-                .http
-                .idle_timeout
-                .as_deref()
-                .map_or(Ok(Duration::from_secs(60)), |v| {
-                    parse_duration(v).map_err(|e| anyhow!("http.idle_timeout: {e}"))
-                })?,
-            max_inflight_bytes: match &file.http.max_inflight_bytes {
-                Some(v) => parse_bytes(v).map_err(|e| anyhow!("http.max_inflight_bytes: {e}"))?,
-                None => 16 * crate::grants::MIB,
-            },
-            max_requests_per_principal: file
-                .http
-                .max_requests_per_principal
-                .unwrap_or_else(|| (2 * admission.max_per_principal as usize).max(8)),
-            max_rate_per_principal: file.http.max_rate_per_principal,
-            tls: match (file.http.tls_cert, file.http.tls_key) {
-                (Some(cert), Some(key)) => Some((at(cert), at(key))),
-                (None, None) => None,
-                _ => bail!("http.tls_cert and http.tls_key go together: set both, or neither"),
-            },
-        };
-        if http.max_rate_per_principal == Some(0) {
-            bail!("http.max_rate_per_principal must be at least 1 (leave it out for no limit)");
-        }
-        if http.max_requests_per_principal == 0 {
-            bail!("http.max_requests_per_principal must be at least 1");
-        }
-        let message_cap = crate::mcp::precheck::MessageCaps::for_args(args).max_bytes as u64;
-        if http.max_inflight_bytes < message_cap {
-            bail!(
-                "http.max_inflight_bytes must be at least limits.max_args + 64KiB ({message_cap} bytes), so that one request of the largest size fits"
-            );
-        }
-        if http.max_connections == 0 || http.max_connections > 100_000 {
-            bail!("http.max_connections must be between 1 and 100000");
-        }
-        if http.idle_timeout.is_zero() {
-            bail!("http.idle_timeout must be more than 0");
-        }
+        let http = http::resolve(file.http, &admission, args, &at)?;
         for (key, name) in [
             ("stdio.principal", Some(&stdio_principal)),
             ("http.anonymous", http.anonymous.as_ref()),

@@ -168,6 +168,14 @@ impl FrontDoor {
     }
 
     async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let Some(_in_flight) = super::drain::enter() else {
+            let mut response = busy_response("shutting down: this gateway is draining; retry");
+            response.headers_mut().insert(
+                hyper::header::CONNECTION,
+                hyper::header::HeaderValue::from_static("close"),
+            );
+            return response;
+        };
         if let Err((status, message)) = self.check_origin(&request) {
             return plain(status, message);
         }

@@ -9,6 +9,7 @@
 // of the revisions clients speak today; rmcp marks its types deprecated.
 #![allow(deprecated)]
 
+pub mod drain;
 mod hold;
 pub mod http;
 mod notices;

@@ -1,5 +1,6 @@
-//! Reloading the policy while serving: on `kill -HUP`, and when a file in the policy directory
-//! changes. Either way the new bundle must compile and pass its own Rego tests before it
+//! What signals and files do to a serving gateway. SIGTERM and SIGINT: drain the HTTP front
+//! door, seal the audit trail, commit the store, exit. Reloading the policy: on `kill -HUP`,
+//! and when a file in the policy directory changes. Either way the new bundle must compile and pass its own Rego tests before it
 //! replaces the one in force ([`crate::policy::Policy::reload`]); a bad bundle keeps the last
 //! good one and the log says why. Calls being decided finish on the bundle they started with.
 
@@ -66,4 +67,45 @@ pub(super) fn watch(gateway: &Arc<Gateway>) {
     if let Err(e) = spawned {
         tracing::error!("not watching the policy directory: {e}");
     }
+}
+
+/// At exit: seals the audit trail and commits what was queued but not waited for.
+pub(super) async fn seal_and_flush(
+    audit: &crate::audit::Audit,
+    state: &dyn crate::state::Store,
+) -> Result<()> {
+    if let Err(e) = audit.checkpoint().await {
+        tracing::error!("sealing the audit trail at exit failed: {e:#}");
+    }
+    state.flush().await
+}
+
+/// SIGINT or SIGTERM: new HTTP requests get 503 while those in flight finish (at most
+/// `grace`), then the audit trail is sealed, what is queued committed, and the process exits.
+/// Calls still running after the grace period are cut off; their intents are on record.
+pub(super) fn seal_on_signal(gateway: &Arc<Gateway>, grace: std::time::Duration) -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let gateway = gateway.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        let left = crate::mcp::drain::drain(grace).await;
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "shutting down with requests still in flight after {} s",
+                grace.as_secs()
+            );
+        }
+        if let Err(e) = seal_and_flush(&gateway.audit, &*gateway.state).await {
+            tracing::error!("committing the state store at exit failed: {e:#}");
+        }
+        std::process::exit(0);
+    });
+    Ok(())
 }
