@@ -417,6 +417,21 @@ async fn serve_http(config: &Path) -> (tokio::process::Child, String) {
     (child, url)
 }
 
+/// The bench configuration with `extra`, served over HTTP on an ephemeral port by the real
+/// binary, with `token` for the principal `local` and room for 64 of its requests at once.
+async fn serve_http_with(dir: &Path, extra: &str, token: &str) -> (tokio::process::Child, String) {
+    let path = bench_config_with(dir, extra);
+    let text = std::fs::read_to_string(&path).unwrap().replace(
+        "[principals.local]\n",
+        &format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\nmax_requests_per_principal = 64\n[principals.local]\ntokens = [\"{}\"]\n",
+            portcullis::mcp::http::token_hash(token)
+        ),
+    );
+    std::fs::write(&path, text).unwrap();
+    serve_http(&path).await
+}
+
 /// One JSON-RPC request to the gateway's MCP endpoint with `token`; the response body.
 async fn post_mcp(
     client: &reqwest::Client,

@@ -52,25 +52,14 @@ impl SigningKey {
         let dir = tempfile::tempdir().unwrap();
         let pem = dir.path().join("k.pem");
         let der = dir.path().join("k.der");
-        let run = |args: &[&str]| {
-            let out = std::process::Command::new("openssl")
-                .args(args)
-                .output()
-                .expect("openssl");
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
-        run(&[
+        crate::support::openssl(&[
             "genrsa",
             "-traditional",
             "-out",
             pem.to_str().unwrap(),
             "2048",
         ]);
-        run(&[
+        crate::support::openssl(&[
             "rsa",
             "-in",
             pem.to_str().unwrap(),

@@ -170,3 +170,16 @@ pub fn dir_grant(host: &Path, guest: &str, mode: FsMode) -> Grants {
         ..Grants::default()
     }
 }
+
+/// Runs `openssl` with `args` (test keys and certificates); panics with its stderr on failure.
+pub fn openssl(args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -11,7 +11,7 @@ use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::gateway::{ALICE, Options, http_server, post, raw_http, setup};
-use crate::support::SHA256_ABC;
+use crate::support::{SHA256_ABC, openssl};
 
 /// A certificate for 127.0.0.1 and localhost, written to `cert` and `key`, issued by a new
 /// test CA whose certificate is written to `ca` (what clients trust).
@@ -27,66 +27,41 @@ fn make_certificate(cert: &Path, key: &Path, ca: &Path, name: &str) {
         "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
     )
     .unwrap();
-    let run = |args: Vec<&std::ffi::OsStr>| {
-        let out = std::process::Command::new("openssl")
-            .args(args)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let os = |s: &'static str| std::ffi::OsStr::new(s);
     let subject = format!("/CN={name} test CA");
-    run(vec![
-        os("req"),
-        os("-x509"),
-        os("-newkey"),
-        os("ec"),
-        os("-pkeyopt"),
-        os("ec_paramgen_curve:P-256"),
-        os("-nodes"),
-        os("-keyout"),
-        ca_key.as_os_str(),
-        os("-out"),
-        ca.as_os_str(),
-        os("-days"),
-        os("1"),
-        os("-subj"),
-        subject.as_ref(),
-    ]);
-    run(vec![
-        os("req"),
-        os("-newkey"),
-        os("ec"),
-        os("-pkeyopt"),
-        os("ec_paramgen_curve:P-256"),
-        os("-nodes"),
-        os("-keyout"),
-        key.as_os_str(),
-        os("-out"),
-        csr.as_os_str(),
-        os("-subj"),
-        os("/CN=localhost"),
-    ]);
-    run(vec![
-        os("x509"),
-        os("-req"),
-        os("-in"),
-        csr.as_os_str(),
-        os("-CA"),
-        ca.as_os_str(),
-        os("-CAkey"),
-        ca_key.as_os_str(),
-        os("-CAcreateserial"),
-        os("-days"),
-        os("1"),
-        os("-extfile"),
-        ext.as_os_str(),
-        os("-out"),
-        cert.as_os_str(),
+    // A new P-256 key into `key`, and a request (`-x509`: a self-signed certificate) to `out`.
+    let new_key = |key: &Path, out: &Path, subject: &str, x509: bool| {
+        let (key, out) = (key.to_str().unwrap(), out.to_str().unwrap());
+        let mut args = vec![
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ];
+        args.extend(["-nodes", "-keyout", key, "-out", out, "-subj", subject]);
+        if x509 {
+            args.extend(["-x509", "-days", "1"]);
+        }
+        openssl(&args);
+    };
+    new_key(&ca_key, ca, &subject, true);
+    new_key(key, &csr, "/CN=localhost", false);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        csr.to_str().unwrap(),
+        "-CA",
+        ca.to_str().unwrap(),
+        "-CAkey",
+        ca_key.to_str().unwrap(),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        ext.to_str().unwrap(),
+        "-out",
+        cert.to_str().unwrap(),
     ]);
 }
 

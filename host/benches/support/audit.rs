@@ -8,7 +8,7 @@ use portcullis::config::Config;
 use portcullis::gate::{Asked, RawArgs, Transport};
 use serde_json::{Value, json};
 
-use super::{bench_config_with, post_mcp, serve_http, stats};
+use super::{bench_config_with, post_mcp, serve_http_with, stats};
 
 const OFF: &str = "[audit]\nenabled = false\n";
 
@@ -80,17 +80,7 @@ pub async fn throughput(n: usize) {
     let mut dirs = Vec::new();
     for on in [false, true] {
         let dir = tempfile::tempdir().unwrap();
-        let path = config(dir.path(), on);
-        let mut text = std::fs::read_to_string(&path).unwrap();
-        text = text.replace(
-            "[principals.local]\n",
-            &format!(
-                "[http]\nlisten = \"127.0.0.1:0\"\nmax_requests_per_principal = 64\n[principals.local]\ntokens = [\"{}\"]\n",
-                portcullis::mcp::http::token_hash(token)
-            ),
-        );
-        std::fs::write(&path, text).unwrap();
-        servers.push(serve_http(&path).await);
+        servers.push(serve_http_with(dir.path(), if on { "" } else { OFF }, token).await);
         dirs.push(dir);
     }
     let clients = 32;

@@ -18,7 +18,7 @@ use hyper_util::rt::TokioIo;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
-use super::{bench_config_with, post_mcp, serve_http};
+use super::{post_mcp, serve_http_with};
 
 const TOKEN: &str = "bench-token-0123456789";
 const CALL: &str = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hash","arguments":{"text":"a"}}}"#;
@@ -63,16 +63,7 @@ async fn gateway(dir: &Path, otlp: Option<&str>) -> (tokio::process::Child, Stri
     let telemetry = otlp
         .map(|url| format!("[telemetry]\notlp_endpoint = \"{url}\"\nmetrics = false\n"))
         .unwrap_or_default();
-    let path = bench_config_with(dir, &telemetry);
-    let text = std::fs::read_to_string(&path).unwrap().replace(
-        "[principals.local]\n",
-        &format!(
-            "[http]\nlisten = \"127.0.0.1:0\"\nmax_requests_per_principal = 64\n[principals.local]\ntokens = [\"{}\"]\n",
-            portcullis::mcp::http::token_hash(TOKEN)
-        ),
-    );
-    std::fs::write(&path, text).unwrap();
-    serve_http(&path).await
+    serve_http_with(dir, &telemetry, TOKEN).await
 }
 
 /// `clients` concurrent clients making `per_client` calls each: every call's latency, and the
@@ -136,22 +127,17 @@ pub async fn spans(n: usize) {
         // The batch processor's default delay is 5 s: wait for the last batch.
         tokio::time::sleep(Duration::from_secs(6)).await;
         let got = received.swap(0, Ordering::Relaxed) as f64;
-        let best = |v: &[f64], max: bool| {
-            v.iter()
-                .cloned()
-                .fold(if max { 0.0 } else { f64::MAX }, |a, b| {
-                    if max { a.max(b) } else { a.min(b) }
-                })
-        };
+        let least = |v: &[f64]| v.iter().cloned().fold(f64::MAX, f64::min);
+        let most = |v: &[f64]| v.iter().cloned().fold(0.0, f64::max);
         let round1 = |v: &[f64]| v.iter().map(|x| x.round()).collect::<Vec<_>>();
         println!(
             "HTTP, {clients} client(s): median {:.0} µs off, {:.0} µs spans on (+{:.0}); {:.0} calls/s off, {:.0} on ({:.0}%); medians off {:?} on {:?}; rates off {:?} on {:?}",
-            best(&medians[0], false),
-            best(&medians[1], false),
-            best(&medians[1], false) - best(&medians[0], false),
-            best(&rates[0], true),
-            best(&rates[1], true),
-            100.0 * best(&rates[1], true) / best(&rates[0], true),
+            least(&medians[0]),
+            least(&medians[1]),
+            least(&medians[1]) - least(&medians[0]),
+            most(&rates[0]),
+            most(&rates[1]),
+            100.0 * most(&rates[1]) / most(&rates[0]),
             round1(&medians[0]),
             round1(&medians[1]),
             round1(&rates[0]),

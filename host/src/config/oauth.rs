@@ -151,27 +151,24 @@ pub(super) fn resolve(file: Option<OAuthFile>) -> Result<Option<OAuthConfig>> {
         file.jwks_max_age.as_deref(),
         Duration::from_secs(3600),
     )?;
+    if jwks_min_refresh < Duration::from_secs(1) {
+        bail!(
+            "oauth.jwks_min_refresh must be at least 1s: it is what bounds the fetches a flood of made-up key ids can cause"
+        );
+    }
     if jwks_max_age < jwks_min_refresh {
         bail!("oauth.jwks_max_age must be at least oauth.jwks_min_refresh");
     }
-    let all_scopes = || {
-        let mut all: Vec<String> = file
-            .scopes
-            .iter()
-            .chain(file.method_scopes.values().flatten())
-            .chain(file.tool_scopes.values().flatten())
-            .cloned()
-            .collect();
-        all.sort();
-        all.dedup();
-        all
-    };
-    for scope in file
+    let mut required: Vec<String> = file
         .scopes
         .iter()
         .chain(file.method_scopes.values().flatten())
         .chain(file.tool_scopes.values().flatten())
-    {
+        .cloned()
+        .collect();
+    required.sort();
+    required.dedup();
+    for scope in &required {
         // RFC 6749 §3.3: scope tokens are printable ASCII without space, `"` or `\`.
         if scope.is_empty()
             || !scope
@@ -182,7 +179,7 @@ pub(super) fn resolve(file: Option<OAuthFile>) -> Result<Option<OAuthConfig>> {
         }
     }
     Ok(Some(OAuthConfig {
-        scopes_supported: file.scopes_supported.clone().unwrap_or_else(all_scopes),
+        scopes_supported: file.scopes_supported.unwrap_or(required),
         issuer,
         jwks_uri: file.jwks_uri,
         resource,

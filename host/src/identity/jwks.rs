@@ -66,8 +66,8 @@ impl KeySet {
 
     /// Fetches the keys now, and then again every `max_age` (after a failure, every
     /// `min_refresh`), until the process ends. Logs the first outcome.
-    pub(super) async fn keep_fresh(&self, mut first: impl FnMut(Result<usize, String>)) {
-        let mut report = Some(&mut first);
+    pub(super) async fn keep_fresh(&self, first: impl FnOnce(Result<usize, String>)) {
+        let mut report = Some(first);
         loop {
             let result = {
                 let mut last = self.last_try.lock().await;
