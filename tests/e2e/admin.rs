@@ -193,6 +193,31 @@ async fn operators_approve_over_the_admin_api_with_their_own_credentials() {
             .unwrap()
             .starts_with("sha256:")
     );
+    let (status, body) = request("GET", &format!("{base}/v1/tools"), Some(SAM_ADMIN), None).await;
+    assert_eq!(status, 200, "{body}");
+    let ops = body["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "ops")
+        .unwrap_or_else(|| panic!("no ops component: {body}"));
+    assert!(ops["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert!(
+        ops["tools"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("restart_service"))
+    );
+    let (status, body) = request(
+        "POST",
+        &format!("{base}/v1/tools/reload"),
+        Some(SAM_ADMIN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reloaded"]["unchanged"], 2, "{body}");
+    assert_eq!(body["reloaded"]["added"], json!([]), "{body}");
     let (status, body) = request(
         "GET",
         &format!("{base}/v1/openapi.yaml"),

@@ -163,6 +163,15 @@ pub async fn stdio_client(setup: &Setup) -> Client {
 
 /// The same, with `serve --stdio --as PRINCIPAL`.
 pub async fn stdio_client_as(setup: &Setup, principal: Option<&str>) -> Client {
+    stdio_client_with(setup, principal, ()).await
+}
+
+/// The same, with `handler` as the client's handler (of notifications, say).
+pub async fn stdio_client_with<H: rmcp::ClientHandler>(
+    setup: &Setup,
+    principal: Option<&str>,
+    handler: H,
+) -> RunningService<RoleClient, H> {
     let mut command = Command::new(binary());
     command
         .arg("--config")
@@ -172,7 +181,8 @@ pub async fn stdio_client_as(setup: &Setup, principal: Option<&str>) -> Client {
         .env("RUST_LOG", &setup.rust_log)
         .env("OTEL_BSP_SCHEDULE_DELAY", SPAN_DELAY_MS);
     let transport = TokioChildProcess::new(command).expect("spawn portcullis");
-    ().serve(transport)
+    handler
+        .serve(transport)
         .await
         .expect("MCP initialize over stdio")
 }
@@ -250,6 +260,28 @@ pub async fn http_client(server: &HttpServer, token: &str) -> Client {
         StreamableHttpClientTransportConfig::with_uri(server.url.clone()).auth_header(token);
     let transport = StreamableHttpClientTransport::from_config(config);
     ().serve(transport).await.expect("MCP initialize over HTTP")
+}
+
+/// An rmcp streamable-HTTP client of MCP 2026-07-28 (`server/discover`, no session): what
+/// `subscriptions/listen` and per-request capabilities need.
+pub async fn http_client_discover<H: rmcp::ClientHandler>(
+    server: &HttpServer,
+    token: &str,
+    handler: H,
+) -> RunningService<RoleClient, H> {
+    use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
+    let transport = StreamableHttpClientTransport::from_config(
+        StreamableHttpClientTransportConfig::with_uri(server.url.clone()).auth_header(token),
+    );
+    handler
+        .serve_with_lifecycle(
+            transport,
+            ClientLifecycleMode::Discover {
+                preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
+            },
+        )
+        .await
+        .expect("MCP server/discover over HTTP")
 }
 
 /// An rmcp streamable-HTTP client that sends no token.

@@ -7,6 +7,7 @@
 mod admin;
 mod audit;
 mod catalog;
+mod catalog_reload;
 mod cli;
 mod egress;
 mod examples;

@@ -11,12 +11,11 @@ use rmcp::model::{
     GetTaskParams, Implementation, TaskPayload, TaskStatus,
 };
 use rmcp::service::RunningService;
-use rmcp::transport::streamable_http_client::StreamableHttpClientTransportConfig;
-use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::transport::TokioChildProcess;
 use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 
-use crate::gateway::{HttpServer, Setup, binary, http_server};
+use crate::gateway::{HttpServer, Setup, binary, http_client_discover, http_server};
 use crate::governance::{APPROVERS, approvals, approve, stderr, stdout};
 use crate::ops::{DORA, TOKEN, ops_setup_with};
 use crate::upstream::ControlPlane;
@@ -45,20 +44,8 @@ async fn stdio_tasks(s: &Setup, principal: Option<&str>) -> TaskClient {
 }
 
 async fn http_tasks(server: &HttpServer, token: &str) -> TaskClient {
-    let transport = StreamableHttpClientTransport::from_config(
-        StreamableHttpClientTransportConfig::with_uri(server.url.clone()).auth_header(token),
-    );
     // Over stateless HTTP the client's capabilities travel with each request: MCP 2026-07-28.
-    use rmcp::service::{ClientLifecycleMode, ClientServiceExt};
-    config()
-        .serve_with_lifecycle(
-            transport,
-            ClientLifecycleMode::Discover {
-                preferred_versions: vec![rmcp::model::ProtocolVersion::V_2026_07_28],
-            },
-        )
-        .await
-        .expect("MCP server/discover over HTTP")
+    http_client_discover(server, token, config()).await
 }
 
 /// Calls `restart_service` for `name`, expecting a task; returns its id and status message.

@@ -1,5 +1,7 @@
 //! The admin API's routes.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::{Method, Response, StatusCode};
@@ -51,7 +53,23 @@ pub(super) async fn route(
         (&Method::POST, ["", "v1", "approvals", id, verdict @ ("approve" | "deny")]) => {
             cast(admin, principal, id, *verdict == "approve", body, origin).await
         }
-        (&Method::POST, ["", "v1", "policy", "reload"]) => match admin.gateway.policy.reload() {
+        (&Method::GET, ["", "v1", "tools"]) => json_response(StatusCode::OK, &components(admin)),
+        (&Method::POST, ["", "v1", "tools", "reload"]) => {
+            match admin.gateway.reload_catalog().await {
+                Ok(reloaded) => {
+                    tracing::info!(by = %principal.id, "tools reloaded through the admin API: {reloaded}");
+                    json_response(
+                        StatusCode::OK,
+                        &json!({ "reloaded": reloaded, "components": components(admin)["components"] }),
+                    )
+                }
+                Err(e) => error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("{e:#}; the last good catalog stays in force"),
+                ),
+            }
+        }
+        (&Method::POST, ["", "v1", "policy", "reload"]) => match admin.gateway.reload_policy() {
             Ok(()) => {
                 tracing::info!(by = %principal.id, "policy reloaded through the admin API");
                 json_response(
@@ -171,4 +189,22 @@ async fn cast(
         ) => error(StatusCode::CONFLICT, e),
         Err(VoteError::Store(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     }
+}
+
+/// The components in force, with their digests and tools.
+fn components(admin: &Admin) -> Value {
+    let catalog = admin.gateway.catalog.current();
+    let list: Vec<Value> = catalog
+        .components()
+        .iter()
+        .map(|c| {
+            let tools: Vec<&str> = catalog
+                .tools()
+                .filter(|t| Arc::ptr_eq(&t.component, c))
+                .map(|t| t.descriptor.name.as_str())
+                .collect();
+            json!({ "name": c.name, "digest": c.digest, "path": c.path.display().to_string(), "tools": tools })
+        })
+        .collect();
+    json!({ "components": list })
 }

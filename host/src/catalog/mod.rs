@@ -7,6 +7,7 @@
 
 pub mod cache;
 mod descriptor;
+mod live;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 pub use cache::CacheOutcome;
 pub use descriptor::{Descriptor, ToolAnnotations};
+pub use live::{Live, Reloaded};
 
 use crate::runner::{Prepared, Runner};
 
@@ -45,6 +47,17 @@ pub struct ToolEntry {
     pub path_fields: Vec<String>,
 }
 
+/// The `*.wasm` files in `dir`, sorted by name.
+fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading the tool directory {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|ext| ext == "wasm"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
 /// Everything loaded from the tool directory.
 #[derive(Default)]
 pub struct Catalog {
@@ -56,12 +69,7 @@ impl Catalog {
     /// Loads every `*.wasm` in `dir` (sorted by name). `cache_dir` holds compiled artifacts;
     /// `None` compiles every time.
     pub async fn load(runner: &Runner, dir: &Path, cache_dir: Option<&Path>) -> Result<Self> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-            .with_context(|| format!("reading the tool directory {}", dir.display()))?
-            .filter_map(|entry| entry.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|ext| ext == "wasm"))
-            .collect();
-        files.sort();
+        let files = component_files(dir)?;
         let mut catalog = Catalog::default();
         for path in files {
             catalog
@@ -80,78 +88,42 @@ impl Catalog {
         cache_dir: Option<&Path>,
     ) -> Result<()> {
         let bytes = std::fs::read(path).context("reading the component")?;
-        let digest_hex = hex::encode(Sha256::digest(&bytes));
-        let (component, cache) =
-            cache::load_or_compile(runner.engine(), &bytes, &digest_hex, cache_dir)
-                .context("compiling the component")?;
-        let prepared = runner.prepare(&component)?;
-        let infos = runner
-            .describe(&prepared)
-            .await
-            .map_err(|e| anyhow::anyhow!("describe() failed: {e}"))?;
-        if infos.is_empty() {
-            bail!("describe() returned no tools");
-        }
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let loaded = Arc::new(LoadedComponent {
-            name,
-            path: path.to_path_buf(),
-            digest: format!("sha256:{digest_hex}"),
-            prepared,
-            cache,
-        });
-        let mut new_tools = Vec::new();
-        for info in infos {
-            let descriptor = descriptor::check(info).map_err(anyhow::Error::msg)?;
-            for warning in &descriptor.warnings {
-                tracing::warn!(tool = %descriptor.name, component = %path.display(), "description {warning}");
-            }
-            let validator = jsonschema::validator_for(&descriptor.input_schema)
-                .map_err(|e| anyhow::anyhow!("tool `{}`: input schema: {e}", descriptor.name))?;
-            let output_validator = descriptor
-                .output_schema
-                .as_ref()
-                .map(jsonschema::validator_for)
-                .transpose()
-                .map_err(|e| anyhow::anyhow!("tool `{}`: output schema: {e}", descriptor.name))?;
-            let path_fields = descriptor::path_fields(&descriptor.input_schema);
-            if let Some(existing) = self.tools.get(&descriptor.name) {
+        let loaded = load_component(runner, path, bytes, cache_dir).await?;
+        self.insert(loaded)
+    }
+
+    /// Adds a loaded component and its tools; a tool name already taken is an error naming
+    /// both components.
+    fn insert(
+        &mut self,
+        (component, tools): (Arc<LoadedComponent>, Vec<Arc<ToolEntry>>),
+    ) -> Result<()> {
+        for tool in &tools {
+            if let Some(existing) = self.tools.get(&tool.descriptor.name) {
                 bail!(
                     "tool name `{}` is offered by both `{}` ({}) and `{}` ({}); tool names must be unique",
-                    descriptor.name,
+                    tool.descriptor.name,
                     existing.component.name,
                     existing.component.path.display(),
-                    loaded.name,
-                    loaded.path.display()
+                    component.name,
+                    component.path.display()
                 );
             }
-            if new_tools
-                .iter()
-                .any(|t: &ToolEntry| t.descriptor.name == descriptor.name)
-            {
-                bail!(
-                    "`{}` offers the tool name `{}` twice",
-                    loaded.name,
-                    descriptor.name
-                );
-            }
-            new_tools.push(ToolEntry {
-                descriptor,
-                component: loaded.clone(),
-                validator,
-                output_validator,
-                path_fields,
-            });
         }
-        for tool in new_tools {
-            self.tools
-                .insert(tool.descriptor.name.clone(), Arc::new(tool));
+        for tool in tools {
+            self.tools.insert(tool.descriptor.name.clone(), tool);
         }
-        self.components.push(loaded);
+        self.components.push(component);
         Ok(())
+    }
+
+    /// The tools `component` offers here.
+    fn tools_of(&self, component: &Arc<LoadedComponent>) -> Vec<Arc<ToolEntry>> {
+        self.tools
+            .values()
+            .filter(|tool| Arc::ptr_eq(&tool.component, component))
+            .cloned()
+            .collect()
     }
 
     /// The tool called `name`.
@@ -206,4 +178,76 @@ impl Catalog {
         }
         out
     }
+}
+
+/// Compiles (or loads from the cache, off the async runtime's threads), prepares and
+/// describes one component, and checks its descriptors.
+async fn load_component(
+    runner: &Runner,
+    path: &Path,
+    bytes: Vec<u8>,
+    cache_dir: Option<&Path>,
+) -> Result<(Arc<LoadedComponent>, Vec<Arc<ToolEntry>>)> {
+    let digest_hex = hex::encode(Sha256::digest(&bytes));
+    let (engine, cache, digest) = (
+        runner.engine().clone(),
+        cache_dir.map(Path::to_path_buf),
+        digest_hex.clone(),
+    );
+    let (component, cache) = tokio::task::spawn_blocking(move || {
+        cache::load_or_compile(&engine, &bytes, &digest, cache.as_deref())
+    })
+    .await
+    .context("compiling the component")?
+    .context("compiling the component")?;
+    let prepared = runner.prepare(&component)?;
+    let infos = runner
+        .describe(&prepared)
+        .await
+        .map_err(|e| anyhow::anyhow!("describe() failed: {e}"))?;
+    if infos.is_empty() {
+        bail!("describe() returned no tools");
+    }
+    let name = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let loaded = Arc::new(LoadedComponent {
+        name,
+        path: path.to_path_buf(),
+        digest: format!("sha256:{digest_hex}"),
+        prepared,
+        cache,
+    });
+    let mut tools: Vec<Arc<ToolEntry>> = Vec::new();
+    for info in infos {
+        let descriptor = descriptor::check(info).map_err(anyhow::Error::msg)?;
+        for warning in &descriptor.warnings {
+            tracing::warn!(tool = %descriptor.name, component = %path.display(), "description {warning}");
+        }
+        let validator = jsonschema::validator_for(&descriptor.input_schema)
+            .map_err(|e| anyhow::anyhow!("tool `{}`: input schema: {e}", descriptor.name))?;
+        let output_validator = descriptor
+            .output_schema
+            .as_ref()
+            .map(jsonschema::validator_for)
+            .transpose()
+            .map_err(|e| anyhow::anyhow!("tool `{}`: output schema: {e}", descriptor.name))?;
+        let path_fields = descriptor::path_fields(&descriptor.input_schema);
+        if tools.iter().any(|t| t.descriptor.name == descriptor.name) {
+            bail!(
+                "`{}` offers the tool name `{}` twice",
+                loaded.name,
+                descriptor.name
+            );
+        }
+        tools.push(Arc::new(ToolEntry {
+            descriptor,
+            component: loaded.clone(),
+            validator,
+            output_validator,
+            path_fields,
+        }));
+    }
+    Ok((loaded, tools))
 }

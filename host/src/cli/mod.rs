@@ -238,6 +238,7 @@ pub async fn build_gateway(config: &Config) -> Result<Arc<Gateway>> {
             state,
             crate::state::Lease::take(&config.data_dir)?,
         )?
+        .reloadable_from(&config.tools_dir, Some(&config.cache_dir))
         .with_webhook(webhook_for(config)?)
         .with_audit(audit)
         .with_principals({
@@ -266,6 +267,7 @@ async fn serve(
     let gateway = build_gateway(config).await?;
     let tools: Vec<_> = gateway
         .catalog
+        .current()
         .tools()
         .map(|t| t.descriptor.name.clone())
         .collect();
@@ -276,9 +278,7 @@ async fn serve(
         "loaded"
     );
     signals::on_sighup(&gateway)?;
-    if config.policy_watch {
-        signals::watch(&gateway);
-    }
+    signals::watch(&gateway, config.policy_watch, config.tools_watch);
     signals::seal_on_signal(&gateway, config.http.shutdown_grace)?;
     mcp::tasks::spawn_advancer(gateway.clone());
     gateway

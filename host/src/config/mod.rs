@@ -39,6 +39,7 @@ struct File {
     cache_dir: Option<PathBuf>,
     policy_dir: Option<PathBuf>,
     policy_watch: Option<bool>,
+    tools_watch: Option<bool>,
     workspace: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     #[serde(default)]
@@ -131,6 +132,9 @@ pub struct Config {
     pub policy_dir: Option<PathBuf>,
     /// Reload the policy when a file in `policy_dir` changes (default on).
     pub policy_watch: bool,
+    /// Reload the catalog when a component in `tools_dir` is added, removed or changed
+    /// (default on).
+    pub tools_watch: bool,
     /// The directory the default policy grants to the workspace tools.
     pub workspace: PathBuf,
     /// Where the state store lives (approvals, idempotency records, counters).
@@ -375,6 +379,7 @@ impl Config {
             cache_dir: at(file.cache_dir.unwrap_or_else(|| ".portcullis/cache".into())),
             policy_dir: file.policy_dir.map(at),
             policy_watch: file.policy_watch.unwrap_or(true),
+            tools_watch: file.tools_watch.unwrap_or(true),
             workspace: at(file
                 .workspace
                 .unwrap_or_else(|| ".portcullis/workspace".into())),

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{Map, Value};
 use tracing::Instrument;
 
-use crate::catalog::{Catalog, ToolEntry};
+use crate::catalog::{Catalog, Live, Reloaded, ToolEntry};
 use crate::grants::Limits;
 use crate::policy::types::ApprovalSeen;
 use crate::policy::{
@@ -125,7 +125,8 @@ pub enum RawArgs<'a> {
 
 /// The catalog, the policy, the state store and the runner, joined by the pipeline.
 pub struct Gateway {
-    pub catalog: Catalog,
+    /// The catalog in force; a reload swaps it whole.
+    pub catalog: Live,
     pub policy: Policy,
     pub runner: Runner,
     pub settings: GateSettings,
@@ -142,6 +143,9 @@ pub struct Gateway {
     pub audit: Arc<crate::audit::Audit>,
     pub metrics: Arc<crate::metrics::Metrics>,
     requests: AtomicU64,
+    /// Bumped whenever the catalog or the policy is replaced: what a client may see may have
+    /// changed (`notifications/tools/list_changed`).
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// Up to eight schema violations, each with where it is (values masked: they may be secret).
@@ -193,7 +197,7 @@ impl Gateway {
     ) -> anyhow::Result<Self> {
         let audit = Arc::new(crate::audit::Audit::off(state.clone())?);
         Ok(Self {
-            catalog,
+            catalog: Live::fixed(catalog),
             policy,
             runner,
             settings,
@@ -206,7 +210,45 @@ impl Gateway {
             webhook: None,
             principals: None,
             requests: AtomicU64::new(0),
+            changes: tokio::sync::watch::Sender::new(0),
         })
+    }
+
+    /// Makes the catalog reloadable from the tool directory it was loaded from.
+    pub fn reloadable_from(
+        mut self,
+        dir: &std::path::Path,
+        cache_dir: Option<&std::path::Path>,
+    ) -> Self {
+        self.catalog = self.catalog.reloadable_from(dir, cache_dir);
+        self
+    }
+
+    /// Follows replacements of the catalog and the policy.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn announce_change(&self) {
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Reloads the policy bundle (see [`Policy::reload`]) and tells the clients that follow
+    /// changes.
+    pub fn reload_policy(&self) -> anyhow::Result<()> {
+        self.policy.reload()?;
+        self.announce_change();
+        Ok(())
+    }
+
+    /// Reloads the tool directory (see [`Live::reload`]) and, if anything changed, tells the
+    /// clients that follow changes.
+    pub async fn reload_catalog(&self) -> anyhow::Result<Reloaded> {
+        let reloaded = self.catalog.reload(&self.runner).await?;
+        if reloaded.changed_anything() {
+            self.announce_change();
+        }
+        Ok(reloaded)
     }
 
     /// Looks principals up with `lookup` (by id and how they authenticated).
@@ -281,6 +323,7 @@ impl Gateway {
     ) -> Vec<Arc<ToolEntry>> {
         let context = self.context(transport, Asked::default());
         self.catalog
+            .current()
             .tools()
             .filter(|tool| self.may_list(principal, facts(tool), &context))
             .cloned()
@@ -317,10 +360,8 @@ impl Gateway {
             Err(e) => Err(e),
         };
         if let Err(error) = &planned {
-            let known = self
-                .catalog
-                .get(tool_name)
-                .map(|t| t.descriptor.name.as_str());
+            let catalog = self.catalog.current();
+            let known = catalog.get(tool_name).map(|t| t.descriptor.name.as_str());
             self.metrics
                 .refused(known, crate::audit::records::refusal_code(error));
             let who = self.subject(&job, &trace_id, principal, transport.name(), tool_name);
@@ -356,7 +397,8 @@ impl Gateway {
         raw: RawArgs<'_>,
         context: RequestContext,
     ) -> Result<Plan, GateError> {
-        let found = self.catalog.get(tool_name);
+        let catalog = self.catalog.current();
+        let found = catalog.get(tool_name);
         let tool_facts = found.map_or_else(|| placeholder(tool_name), |tool| facts(tool));
         let no_paths = Vec::new();
         let path_fields = found.map_or(&no_paths, |tool| &tool.path_fields);

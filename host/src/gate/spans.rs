@@ -40,8 +40,8 @@ impl Gateway {
         if !tracing::enabled!(target: STAGE, tracing::Level::INFO) {
             return Span::none();
         }
-        let tool = self
-            .catalog
+        let catalog = self.catalog.current();
+        let tool = catalog
             .get(tool_name)
             .map_or("(unknown)", |t| t.descriptor.name.as_str());
         let span = tracing::info_span!(

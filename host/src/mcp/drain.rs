@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 static DRAINING: AtomicBool = AtomicBool::new(false);
 static IN_FLIGHT: AtomicUsize = AtomicUsize::new(0);
+/// Wakes what waits for shutdown (long-lived streams, which end rather than hold it up).
+static DRAIN_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
 
 /// A request in flight; dropping it ends it.
 pub struct InFlight(());
@@ -33,6 +35,7 @@ pub fn enter() -> Option<InFlight> {
 /// Stops new requests and waits up to `grace` for those in flight; how many were left.
 pub async fn drain(grace: Duration) -> usize {
     DRAINING.store(true, Ordering::SeqCst);
+    DRAIN_STARTED.notify_waiters();
     let started = Instant::now();
     loop {
         let left = IN_FLIGHT.load(Ordering::SeqCst);
@@ -41,4 +44,16 @@ pub async fn drain(grace: Duration) -> usize {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Returns once the gateway has begun shutting down.
+pub async fn draining() {
+    let started = DRAIN_STARTED.notified();
+    // Registered before looking at the flag: a drain in between still wakes this.
+    tokio::pin!(started);
+    started.as_mut().enable();
+    if DRAINING.load(Ordering::SeqCst) {
+        return;
+    }
+    started.await;
 }

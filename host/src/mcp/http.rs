@@ -448,8 +448,11 @@ where
         let door = door.clone();
         let tracker = tracker.clone();
         async move {
-            let _busy = tracker.begin();
-            Ok::<_, Infallible>(door.handle(request).await)
+            let busy = tracker.begin();
+            // The connection is busy until the body has been sent, not just the headers: a
+            // `subscriptions/listen` stream is one long response.
+            let response = door.handle(request).await;
+            Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }.boxed()))
         }
     });
     let connection = hyper::server::conn::http1::Builder::new()
@@ -521,6 +524,32 @@ impl Activity {
             self.now_ms()
                 .saturating_sub(self.last_ms.load(Ordering::SeqCst)),
         )
+    }
+}
+
+/// A response body that keeps its request marked in flight until it is done.
+struct Tracked {
+    body: Body,
+    _busy: InFlight,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Infallible>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
     }
 }
 

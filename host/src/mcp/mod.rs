@@ -9,6 +9,7 @@
 // of the revisions clients speak today; rmcp marks its types deprecated.
 #![allow(deprecated)]
 
+mod changes;
 pub mod drain;
 mod hold;
 pub mod http;
@@ -26,9 +27,9 @@ use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
     CreateTaskResult, ErrorData, GetTaskParams, GetTaskResult, Implementation, InitializeResult,
     ListToolsResult, LoggingLevel, MetaObject, PaginatedRequestParams, ResourceContents,
-    ServerCapabilities, SetLevelRequestParams, Tool, ToolAnnotations,
+    ServerCapabilities, SetLevelRequestParams, SubscriptionFilter, Tool, ToolAnnotations,
 };
-use rmcp::service::RequestContext;
+use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
 use serde_json::{Map, Value, json};
 use tracing::Instrument;
@@ -426,6 +427,7 @@ impl ServerHandler for Handler {
         InitializeResult::new(
             ServerCapabilities::builder()
                 .enable_tools()
+                .enable_tool_list_changed()
                 .enable_logging()
                 .enable_tasks()
                 .build(),
@@ -484,6 +486,19 @@ impl ServerHandler for Handler {
     ) -> Result<(), ErrorData> {
         let principal = self.principal(&context)?;
         tasks::cancel(&self.gateway, &principal, &request.task_id).await
+    }
+
+    fn accepted_subscription_filter(
+        &self,
+        _requested: &SubscriptionFilter,
+    ) -> Option<SubscriptionFilter> {
+        Some(SubscriptionFilter::builder().tools_list_changed().build())
+    }
+
+    async fn listen(&self, subscription: SubscriptionContext) -> Result<(), ErrorData> {
+        let principal = self.principal(subscription.request_context())?;
+        changes::listen(&self.gateway, &principal, self.transport, subscription).await;
+        Ok(())
     }
 
     async fn set_level(

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use futures::{Sink, Stream};
+use rmcp::model::ProtocolVersion;
 use rmcp::service::{RxJsonRpcMessage, TxJsonRpcMessage};
 use rmcp::{RoleServer, ServiceExt};
 use tokio::sync::mpsc;
@@ -64,12 +65,33 @@ where
         .spawn(move || read_input(input, &messages, &reader_output, caps))
         .context("starting the stdin thread")?;
 
-    let handler = Handler::new(gateway, Some(Arc::new(principal)), Transport::Stdio);
+    let principal = Arc::new(principal);
+    let handler = Handler::new(gateway.clone(), Some(principal.clone()), Transport::Stdio);
     let service = handler
         .serve((Box::pin(sink(output)), Box::pin(stream(incoming))))
         .await
         .context("starting the MCP session on stdio")?;
+    // Clients before 2026-07-28 learn of changes on the session; later ones open a
+    // `subscriptions/listen` stream for them.
+    let peer = service.peer().clone();
+    let legacy = peer
+        .peer_info()
+        .is_some_and(|info| info.protocol_version < ProtocolVersion::V_2026_07_28);
+    let follow = legacy.then(|| {
+        tokio::spawn(async move {
+            let mut follower =
+                super::changes::Follower::new(&gateway, &principal, Transport::Stdio);
+            while follower.next().await {
+                if peer.notify_tool_list_changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+    });
     let _ = service.waiting().await;
+    if let Some(follow) = follow {
+        follow.abort();
+    }
     Ok(())
 }
 
