@@ -197,7 +197,8 @@ async fn governed(n: usize) {
     let gateway = portcullis::cli::build_gateway(&config).await.unwrap();
     let principal = config.principal("local", "stdio").unwrap();
 
-    let tool = gateway.catalog.get("hash").unwrap();
+    let catalog = gateway.catalog.current();
+    let tool = catalog.get("hash").unwrap();
     let context = RequestContext {
         time: "2026-11-22T00:00:00Z".into(),
         request_id: "bench".into(),
