@@ -232,6 +232,31 @@ async fn jobs_from_many_threads_at_once_all_commit_once() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_starts_over_under_sustained_commits() {
+    // Commits that never pause used to keep the checkpoint from ever finishing, so the WAL grew
+    // by every commit for as long as the load lasted.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), sqlite::Durability::Process).unwrap();
+    let wal = dir.path().join("state.sqlite3-wal");
+    let started = std::time::Instant::now();
+    let mut commits = 0u64;
+    while started.elapsed() < std::time::Duration::from_millis(2500) {
+        // One caller, each charge awaited: one commit, at least one 4 KiB frame, per charge.
+        store
+            .charge(vec![counter(&format!("c{}", commits % 64))], 1000)
+            .await
+            .unwrap()
+            .unwrap();
+        commits += 1;
+    }
+    let size = std::fs::metadata(&wal).unwrap().len();
+    assert!(
+        size < commits * 4096 / 2,
+        "{commits} commits left a WAL of {size} bytes: it never started over"
+    );
+}
+
 #[tokio::test]
 async fn a_database_locked_by_another_process_never_blocks_the_caller() {
     let dir = tempfile::tempdir().unwrap();

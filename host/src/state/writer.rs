@@ -28,8 +28,11 @@ pub(super) type Job = Box<dyn FnOnce(&Connection) -> Deliver + Send>;
 const MAX_GROUP: usize = 512;
 /// How long the writer's thread waits for the database lock.
 const PATIENCE: Duration = Duration::from_secs(5);
-/// How often the writer's thread checkpoints the WAL and looks for work to sweep.
+/// How often the writer's thread looks for work to sweep, and checkpoints an idle WAL.
 const TICK: Duration = Duration::from_secs(1);
+/// How often it checkpoints while commits keep coming: this bounds the WAL to about this much
+/// of the write rate (the file is reused from its start after each complete checkpoint).
+const BUSY_TICK: Duration = Duration::from_millis(100);
 
 struct Queue {
     jobs: VecDeque<Job>,
@@ -154,41 +157,82 @@ impl Writer {
     fn serve(&self, file: Option<PathBuf>, (every, chore): (Duration, Chore)) {
         let checkpointer = file.and_then(|path| Connection::open(path).ok());
         let mut chored = Instant::now();
+        let (mut tick, mut frames) = (TICK, None);
         loop {
             let (handoff, stopping) = {
                 let queue = lock(&self.queue);
                 let (queue, _) = self
                     .wake
-                    .wait_timeout_while(queue, TICK, |q| !q.handoff && !q.stopping)
+                    .wait_timeout_while(queue, tick, |q| !q.handoff && !q.stopping)
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 (queue.handoff, queue.stopping)
             };
             let due = chored.elapsed() >= every;
             if handoff || stopping || due {
-                let conn = lock(&self.conn);
-                if due && !stopping {
-                    chored = Instant::now();
-                    chore(&conn);
-                }
-                lock(&self.queue).handoff = false;
-                self.drain(&conn, true);
-                drop(conn);
-                // Jobs queued while the connection was held here wait for this look.
-                while !lock(&self.queue).jobs.is_empty() {
-                    let conn = lock(&self.conn);
-                    self.drain(&conn, true);
-                }
+                self.holding(|conn| {
+                    if due && !stopping {
+                        chored = Instant::now();
+                        chore(conn);
+                    }
+                    lock(&self.queue).handoff = false;
+                });
             }
             if stopping {
                 return;
             }
-            if let Some(checkpointer) = &checkpointer
-                && let Err(e) =
-                    checkpointer.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-            {
-                tracing::debug!("state store: WAL checkpoint: {e}");
+            if let Some(checkpointer) = &checkpointer {
+                // The WAL's frame count moves only with commits (or its restart).
+                let now = self.checkpoint(checkpointer, frames);
+                tick = if now.is_some() && now != frames {
+                    BUSY_TICK
+                } else {
+                    TICK
+                };
+                frames = now;
             }
         }
+    }
+
+    /// Runs `f` with the writing connection held, then commits what was queued meanwhile
+    /// (callers that found the connection taken left their jobs to this holder).
+    fn holding(&self, f: impl FnOnce(&Connection)) {
+        let conn = lock(&self.conn);
+        f(&conn);
+        self.drain(&conn, true);
+        drop(conn);
+        while !lock(&self.queue).jobs.is_empty() {
+            let conn = lock(&self.conn);
+            self.drain(&conn, true);
+        }
+    }
+
+    /// Copies the WAL into the database; the frames it holds, if it could tell. `last` is what
+    /// the previous call returned.
+    ///
+    /// The copy runs on the second connection while writers go on. SQLite starts the WAL over
+    /// only at a commit that finds every frame copied, which never happens while commits keep
+    /// landing during the copy, and then the file grows by every commit for as long as the load
+    /// lasts (a gigabyte a minute on a busy gateway, each new page zeroed by the kernel). So
+    /// when commits landed since the last look, what landed during the copy is copied again
+    /// with the writing connection held, which is short, and the next commit starts over.
+    fn checkpoint(&self, checkpointer: &Connection, last: Option<i64>) -> Option<i64> {
+        let copy =
+            |conn: &Connection| match conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1))
+            {
+                Ok(frames) => Some(frames),
+                Err(e) => {
+                    tracing::debug!("state store: WAL checkpoint: {e}");
+                    None
+                }
+            };
+        let frames = copy(checkpointer)?;
+        if frames == 0 || Some(frames) == last {
+            return Some(frames);
+        }
+        let mut rest = None;
+        self.holding(|conn| rest = copy(conn));
+        rest
     }
 }
 
