@@ -4,6 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// glibc's allocator under many threads spent about a third of a governed HTTP call's CPU
+// (docs/perf.md); mimalloc's thread-local free lists do not.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = portcullis::cli::Cli::parse();
     // One stdio client is served on one thread: no hand-offs between workers per message.
