@@ -157,7 +157,8 @@ impl Writer {
     fn serve(&self, file: Option<PathBuf>, (every, chore): (Duration, Chore)) {
         let checkpointer = file.and_then(|path| Connection::open(path).ok());
         let mut chored = Instant::now();
-        let (mut tick, mut frames) = (TICK, None);
+        // The first look comes soon: a burst right after start is bounded like any other.
+        let (mut tick, mut frames) = (BUSY_TICK, None);
         loop {
             let (handoff, stopping) = {
                 let queue = lock(&self.queue);
