@@ -205,6 +205,7 @@ async fn governed(n: usize) {
         transport: "cli",
         idempotency_key: None,
         trace: portcullis::telemetry::TraceContext::root(),
+        subject_token: None,
     };
     let args = json!({"text": "a"});
     let input = PolicyInput {

@@ -1,17 +1,21 @@
 //! The capabilities a call can be granted beyond its limits — directories, outbound HTTP,
-//! secrets — and the operator's ceilings on them.
+//! secrets, credentials exchanged for the caller — and the operator's ceilings on them.
 //!
 //! Lifecycle: [`Capabilities`] is validated at start (egress settings, secret sources,
-//! ceilings); the gate checks each decision against the ceilings ([`Capabilities::check`]), and
-//! the runner prepares each call's share ([`Capabilities::prepare`]). Policy is code, and code
+//! ceilings, the token exchange client); the gate checks each decision against the ceilings
+//! ([`Capabilities::check`]), and the runner prepares each call's share: the exchanged tokens
+//! first ([`Capabilities::delegate`], the one step that waits on the network), then the rest
+//! ([`Capabilities::prepare`]). Policy is code, and code
 //! has bugs: a decision beyond a ceiling is denied with a reason, never narrowed.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ipnet::IpNet;
+use tracing::Instrument;
 use zeroize::Zeroizing;
 
+use crate::delegation::{Delegation, ExchangeSpec, SubjectToken};
 use crate::egress::{
     CallEgress, Egress, EgressConfig, Host, HostPattern, HttpRule, Scrubber, canonical, deny_reason,
 };
@@ -74,6 +78,8 @@ pub struct Capabilities {
     pub egress: Arc<Egress>,
     pub secrets: Secrets,
     pub ceilings: Ceilings,
+    /// The token exchange client (`[token_exchange]`), if configured.
+    pub delegation: Option<Arc<Delegation>>,
 }
 
 /// What one call holds besides its WASI context.
@@ -95,7 +101,14 @@ impl Capabilities {
             egress: Arc::new(Egress::new(egress)?),
             secrets,
             ceilings,
+            delegation: None,
         })
+    }
+
+    /// Exchanges callers' tokens with `delegation` for grants that ask.
+    pub fn with_delegation(mut self, delegation: Option<Delegation>) -> Self {
+        self.delegation = delegation.map(Arc::new);
+        self
     }
 
     /// No secrets, default egress settings, ceilings at `fs_roots` and public hosts: for tests
@@ -113,6 +126,7 @@ impl Capabilities {
             ),
             secrets: Secrets::default(),
             ceilings,
+            delegation: None,
         }
     }
 
@@ -129,11 +143,25 @@ impl Capabilities {
             Ok(rules) => {
                 for rule in &rules {
                     refusals.extend(self.http_beyond(rule));
+                    if rule.inject.as_ref().is_some_and(|i| i.exchange.is_some())
+                        && self.delegation.is_none()
+                    {
+                        refusals.push(format!(
+                            "http grant `{}` injects a token exchanged for the caller, but the gateway has no [token_exchange] configured",
+                            rule.spec
+                        ));
+                    }
                 }
             }
         }
         for name in secret_names(grants) {
-            if let Some(allowed) = &self.ceilings.secrets
+            if let Some(delegation) = &self.delegation
+                && delegation.client_secret_name() == name
+            {
+                refusals.push(format!(
+                    "the policy grants secret {name}, the gateway's own token exchange credential (token_exchange.client_secret), which no call may hold"
+                ));
+            } else if let Some(allowed) = &self.ceilings.secrets
                 && !allowed.iter().any(|a| a == name)
             {
                 refusals.push(format!(
@@ -207,8 +235,33 @@ impl Capabilities {
         out
     }
 
-    /// The egress hook, the secrets and the scrubber of one call.
-    pub fn prepare(&self, grants: &Grants) -> Result<CallCapabilities, String> {
+    /// The tokens `grants` asks to be exchanged for the caller `subject` (none for most
+    /// calls: then nothing waits).
+    pub async fn delegate(
+        &self,
+        grants: &Grants,
+        subject: Option<&SubjectToken>,
+    ) -> Result<CallSecrets, String> {
+        let specs = exchanges(grants);
+        if specs.is_empty() {
+            return Ok(CallSecrets::default());
+        }
+        let Some(delegation) = &self.delegation else {
+            return Err("the policy grants a token exchanged for the caller, but the gateway has no [token_exchange] configured".into());
+        };
+        // A stage of its own only for the calls that have one.
+        let stage = tracing::info_span!(target: crate::telemetry::STAGE, "delegate");
+        let tokens = delegation.tokens(&specs, subject).instrument(stage).await?;
+        Ok(CallSecrets::from_values(tokens))
+    }
+
+    /// The egress hook, the secrets and the scrubber of one call; `delegated` holds the tokens
+    /// exchanged for it ([`Self::delegate`]).
+    pub fn prepare(
+        &self,
+        grants: &Grants,
+        delegated: &CallSecrets,
+    ) -> Result<CallCapabilities, String> {
         let granted = self
             .secrets
             .for_call(grants.secrets.iter().map(String::as_str))?;
@@ -219,7 +272,10 @@ impl Capabilities {
                 secrets: granted,
             });
         }
-        let injected = self.secrets.for_call(injected_names(grants))?;
+        let injected = self
+            .secrets
+            .for_call(injected_names(grants))?
+            .merged(delegated);
         let mut values: Vec<(String, Zeroizing<Vec<u8>>)> = Vec::new();
         for call in [&granted, &injected] {
             for (name, value) in call.pairs() {
@@ -239,12 +295,29 @@ impl Capabilities {
     }
 }
 
-/// The secrets the host injects into HTTP requests.
+/// The configured secrets the host injects into HTTP requests.
 fn injected_names(grants: &Grants) -> impl Iterator<Item = &str> {
     grants
         .http
         .iter()
-        .filter_map(|g| g.inject.as_ref().map(|i| i.secret.as_str()))
+        .filter_map(|g| g.inject.as_ref())
+        .filter(|i| i.exchange.is_none())
+        .map(|i| i.secret.as_str())
+}
+
+/// The tokens the host exchanges for the caller, each once.
+fn exchanges(grants: &Grants) -> Vec<&ExchangeSpec> {
+    let mut specs: Vec<&ExchangeSpec> = Vec::new();
+    for spec in grants
+        .http
+        .iter()
+        .filter_map(|g| g.inject.as_ref()?.exchange.as_ref())
+    {
+        if !specs.contains(&spec) {
+            specs.push(spec);
+        }
+    }
+    specs
 }
 
 /// Every secret name a grant set uses: granted to the tool, or injected by the host.
@@ -369,6 +442,50 @@ mod tests {
         assert!(
             c.fs_beyond(&link).is_some(),
             "a symlink out of the root is outside"
+        );
+    }
+
+    #[test]
+    fn exchanged_tokens_need_token_exchange_and_its_credential_is_never_granted() {
+        let grants: Grants = serde_json::from_value(serde_json::json!({
+            "http": [{"host": "api.example", "inject": {"header": "Authorization",
+                "exchange": {"audience": "https://api.example"}}}],
+            "secrets": ["EX"],
+        }))
+        .unwrap();
+        let without = caps(&["*"]);
+        let refusals = without.check(&grants).join("\n");
+        assert!(
+            refusals.contains("no [token_exchange] configured"),
+            "{refusals}"
+        );
+
+        struct Fixed;
+        impl crate::secrets::SecretSource for Fixed {
+            fn describe(&self) -> String {
+                "fixed".into()
+            }
+            fn read(&self) -> Result<Zeroizing<String>, String> {
+                Ok(Zeroizing::new("client-secret-1".into()))
+            }
+        }
+        let (secrets, _) = Secrets::load(vec![("EX".into(), Box::new(Fixed))]).unwrap();
+        let config = crate::delegation::ExchangeConfig {
+            token_endpoint: "http://127.0.0.1:9/token".into(),
+            client_id: "gw".into(),
+            client_secret: "EX".into(),
+            timeout: std::time::Duration::from_secs(1),
+            refresh_before: std::time::Duration::from_secs(30),
+            max_cached: 10,
+        };
+        let mut with = caps(&["*"]);
+        with.secrets = secrets.clone();
+        let with = with.with_delegation(Some(Delegation::new(&config, &secrets).unwrap()));
+        let refusals = with.check(&grants);
+        assert_eq!(refusals.len(), 1, "{refusals:?}");
+        assert!(
+            refusals[0].contains("the gateway's own token exchange credential"),
+            "{refusals:?}"
         );
     }
 }

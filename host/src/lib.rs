@@ -16,6 +16,7 @@ pub mod capabilities;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod delegation;
 pub mod egress;
 pub mod gate;
 pub mod grants;

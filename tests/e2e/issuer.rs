@@ -1,7 +1,8 @@
 //! A test-local OAuth authorization server on 127.0.0.1: its keys generated here (ES256 with
 //! ring, RS256 with `openssl`), its metadata at `/.well-known/oauth-authorization-server`, its
-//! JWKS at `/jwks` (fetches counted), and tokens signed with any of its keys or with keys it
-//! does not publish.
+//! JWKS at `/jwks` (fetches counted), a token endpoint at `/token` that performs RFC 8693 token
+//! exchanges (requests recorded), and tokens signed with any of its keys or with keys it does
+//! not publish.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -99,6 +100,7 @@ pub struct Issuer {
     pub es: SigningKey,
     published: Arc<Mutex<Vec<Value>>>,
     pub fetches: Arc<AtomicUsize>,
+    exchanges: Arc<Mutex<Vec<Exchange>>>,
 }
 
 pub fn now() -> u64 {
@@ -108,6 +110,66 @@ pub fn now() -> u64 {
         .as_secs()
 }
 
+/// The gateway's client at the issuer's token endpoint (`/token`).
+pub const EXCHANGE_CLIENT: &str = "portcullis-gw";
+pub const EXCHANGE_SECRET: &str = "exchange-client-secret-7d41c9";
+/// An audience the token endpoint refuses to issue tokens for.
+pub const REFUSED_AUDIENCE: &str = "https://refused.test.example";
+
+/// An RFC 8693 token exchange at `/token`: the form (subject token and all) as received, and
+/// whether the client authenticated correctly.
+#[derive(Clone, Debug)]
+pub struct Exchange {
+    pub form: std::collections::HashMap<String, String>,
+    pub client_ok: bool,
+}
+
+/// The answer to a token exchange: for the right client and a token of ours, a token
+/// `xchg.<sub>.<audience>.<n>` valid for five minutes; otherwise the RFC 6749 error.
+fn exchange(
+    issuer: &str,
+    form: &std::collections::HashMap<String, String>,
+    client_ok: bool,
+    n: usize,
+) -> (u16, Value) {
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    if !client_ok {
+        return (401, json!({"error": "invalid_client"}));
+    }
+    if field("grant_type") != "urn:ietf:params:oauth:grant-type:token-exchange"
+        || field("subject_token_type") != "urn:ietf:params:oauth:token-type:access_token"
+    {
+        return (400, json!({"error": "unsupported_grant_type"}));
+    }
+    let claims = field("subject_token")
+        .split('.')
+        .nth(1)
+        .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok());
+    let Some(claims) = claims.filter(|c| c["iss"] == issuer) else {
+        return (
+            400,
+            json!({"error": "invalid_grant", "error_description": "the subject token is not ours"}),
+        );
+    };
+    if field("audience") == REFUSED_AUDIENCE {
+        return (
+            400,
+            json!({"error": "invalid_target", "error_description": "no tokens for that audience"}),
+        );
+    }
+    let sub = claims["sub"].as_str().unwrap_or("-");
+    (
+        200,
+        json!({
+            "access_token": format!("xchg.{sub}.{}.{n}", field("audience")),
+            "issued_token_type": "urn:ietf:params:oauth:token-type:access_token",
+            "token_type": "Bearer",
+            "expires_in": 300,
+        }),
+    )
+}
+
 impl Issuer {
     pub async fn start() -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -115,27 +177,78 @@ impl Issuer {
         let es = SigningKey::es256("es-1");
         let published = Arc::new(Mutex::new(vec![es.jwk.clone()]));
         let fetches = Arc::new(AtomicUsize::new(0));
-        let (keys, count, issuer) = (published.clone(), fetches.clone(), url.clone());
+        let exchanges = Arc::new(Mutex::new(Vec::new()));
+        let (keys, count, issuer, seen) = (
+            published.clone(),
+            fetches.clone(),
+            url.clone(),
+            exchanges.clone(),
+        );
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD
+                .encode(format!("{EXCHANGE_CLIENT}:{EXCHANGE_SECRET}"))
+        );
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (keys, count, issuer) = (keys.clone(), count.clone(), issuer.clone());
+                let (keys, count, issuer, seen, basic) = (
+                    keys.clone(),
+                    count.clone(),
+                    issuer.clone(),
+                    seen.clone(),
+                    basic.clone(),
+                );
                 tokio::spawn(async move {
                     let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let body = match req.uri().path() {
-                            "/.well-known/oauth-authorization-server" => {
-                                json!({"issuer": issuer, "jwks_uri": format!("{issuer}/jwks")})
-                            }
-                            "/jwks" => {
-                                count.fetch_add(1, Ordering::SeqCst);
-                                json!({"keys": *keys.lock().unwrap()})
-                            }
-                            _ => Value::Null,
-                        };
-                        let status = if body.is_null() { 404 } else { 200 };
-                        let mut response =
-                            hyper::Response::new(Full::new(Bytes::from(body.to_string())));
-                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                        async move { Ok::<_, Infallible>(response) }
+                        let (keys, count, issuer, seen, basic) = (
+                            keys.clone(),
+                            count.clone(),
+                            issuer.clone(),
+                            seen.clone(),
+                            basic.clone(),
+                        );
+                        async move {
+                            let (status, body) = match req.uri().path() {
+                                "/.well-known/oauth-authorization-server" => (
+                                    200,
+                                    json!({
+                                        "issuer": issuer,
+                                        "jwks_uri": format!("{issuer}/jwks"),
+                                        "token_endpoint": format!("{issuer}/token"),
+                                    }),
+                                ),
+                                "/jwks" => {
+                                    count.fetch_add(1, Ordering::SeqCst);
+                                    (200, json!({"keys": *keys.lock().unwrap()}))
+                                }
+                                "/token" if req.method() == hyper::Method::POST => {
+                                    let client_ok = req
+                                        .headers()
+                                        .get(hyper::header::AUTHORIZATION)
+                                        .is_some_and(|v| v.as_bytes() == basic.as_bytes());
+                                    let bytes = http_body_util::BodyExt::collect(req.into_body())
+                                        .await
+                                        .map(|b| b.to_bytes())
+                                        .unwrap_or_default();
+                                    let form: std::collections::HashMap<String, String> =
+                                        form_urlencoded::parse(&bytes).into_owned().collect();
+                                    let n = {
+                                        let mut seen = seen.lock().unwrap();
+                                        seen.push(Exchange {
+                                            form: form.clone(),
+                                            client_ok,
+                                        });
+                                        seen.len() - 1
+                                    };
+                                    exchange(&issuer, &form, client_ok, n)
+                                }
+                                _ => (404, Value::Null),
+                            };
+                            let mut response =
+                                hyper::Response::new(Full::new(Bytes::from(body.to_string())));
+                            *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, Infallible>(response)
+                        }
                     });
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
@@ -148,7 +261,13 @@ impl Issuer {
             es,
             published,
             fetches,
+            exchanges,
         }
+    }
+
+    /// The token exchanges received so far.
+    pub fn exchanges(&self) -> Vec<Exchange> {
+        self.exchanges.lock().unwrap().clone()
     }
 
     /// Adds `key` to the published JWKS (a key rotation).

@@ -9,6 +9,7 @@ mod audit;
 mod catalog;
 mod catalog_reload;
 mod cli;
+mod delegation;
 mod egress;
 mod examples;
 mod failclosed;

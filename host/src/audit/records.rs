@@ -150,7 +150,9 @@ pub fn outcome_code(report: &RunReport) -> (&'static str, Option<String>) {
         Err(RunError::Limit(limit)) => Some(limit.to_string()),
         Err(RunError::Tool { message, .. } | RunError::Trap(message)) => Some(message.clone()),
         Err(RunError::Busy(busy)) => Some(busy.to_string()),
-        Err(e @ (RunError::Grant(_) | RunError::Internal(_))) => Some(e.to_string()),
+        Err(e @ (RunError::Grant(_) | RunError::Delegation(_) | RunError::Internal(_))) => {
+            Some(e.to_string())
+        }
     };
     (crate::runner::outcome_name(&report.outcome), message)
 }

@@ -8,6 +8,7 @@ use anyhow::{Result, anyhow, bail};
 use serde::Deserialize;
 
 use crate::capabilities::{Capabilities, Ceilings, HttpCeiling};
+use crate::delegation::{Delegation, ExchangeConfig};
 use crate::egress::{Caps, EgressConfig};
 use crate::grants::{parse_bytes, parse_duration};
 use crate::secrets::{EnvSource, FileSource, SecretSource, Secrets};
@@ -62,6 +63,8 @@ pub struct CapabilitiesConfig {
     pub fs_ceiling: Option<Vec<PathBuf>>,
     pub http_ceiling: Vec<HttpCeiling>,
     pub secrets_ceiling: Option<Vec<String>>,
+    /// `[token_exchange]`, if configured (resolved beside `[oauth]`, which it needs).
+    pub exchange: Option<ExchangeConfig>,
 }
 
 pub(super) fn resolve(
@@ -180,6 +183,7 @@ pub(super) fn resolve(
         fs_ceiling: ceilings.fs.map(|roots| roots.into_iter().map(at).collect()),
         http_ceiling,
         secrets_ceiling: ceilings.secrets,
+        exchange: None,
     })
 }
 
@@ -219,8 +223,13 @@ impl CapabilitiesConfig {
             http: self.http_ceiling.clone(),
             secrets: self.secrets_ceiling.clone(),
         };
-        let capabilities =
-            Capabilities::new(&self.egress, secrets, ceilings).map_err(|e| anyhow!(e))?;
+        let delegation = match &self.exchange {
+            Some(config) => Some(Delegation::new(config, &secrets).map_err(|e| anyhow!(e))?),
+            None => None,
+        };
+        let capabilities = Capabilities::new(&self.egress, secrets, ceilings)
+            .map_err(|e| anyhow!(e))?
+            .with_delegation(delegation);
         Ok((capabilities, warnings))
     }
 }

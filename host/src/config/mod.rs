@@ -13,6 +13,7 @@ use serde_json::{Map, Value};
 
 mod audit;
 mod capabilities;
+mod exchange;
 mod governance;
 mod http;
 mod oauth;
@@ -65,6 +66,7 @@ struct File {
     secrets: BTreeMap<String, capabilities::SecretFile>,
     #[serde(default)]
     ceilings: capabilities::CeilingsFile,
+    token_exchange: Option<exchange::ExchangeFile>,
     /// Operator values for policy, visible as `data.gateway.settings`.
     settings: Option<toml::Table>,
 }
@@ -353,7 +355,10 @@ impl Config {
             }
         }
         let oauth = oauth::resolve(file.oauth)?;
-        let capabilities = capabilities::resolve(file.egress, file.secrets, file.ceilings, &at)?;
+        let mut capabilities =
+            capabilities::resolve(file.egress, file.secrets, file.ceilings, &at)?;
+        capabilities.exchange =
+            exchange::resolve(file.token_exchange, oauth.is_some(), &capabilities.secrets)?;
         let admin = governance::resolve_admin(file.admin)?;
         if admin.explicit && principals.values().all(|p| p.admin_token_hashes.is_empty()) {
             bail!(

@@ -85,6 +85,8 @@ pub struct Asked {
     pub idempotency_key: Option<String>,
     /// The agent's W3C trace context (`_meta.traceparent`); `None` starts a new trace.
     pub trace: Option<crate::telemetry::TraceContext>,
+    /// The agent's OAuth access token, for grants that inject a token exchanged for it.
+    pub subject_token: Option<crate::delegation::SubjectToken>,
 }
 
 impl Asked {
@@ -93,6 +95,7 @@ impl Asked {
         Self {
             idempotency_key,
             trace: None,
+            subject_token: None,
         }
     }
 }
@@ -296,6 +299,7 @@ impl Gateway {
             trace: asked
                 .trace
                 .unwrap_or_else(crate::telemetry::TraceContext::current),
+            subject_token: asked.subject_token,
         }
     }
 

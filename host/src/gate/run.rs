@@ -231,6 +231,7 @@ impl Gateway {
                 &plan.decision.grants,
                 &limits,
                 notify,
+                plan.context.subject_token.as_ref(),
             )
             .await;
         drop(running);

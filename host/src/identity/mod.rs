@@ -6,8 +6,9 @@
 //! configured. OAuth callers also need the scopes [`scopes`] asks of the request. Refusals
 //! carry what RFC 6750 and RFC 9728 ask of a resource server: the status, and a
 //! `WWW-Authenticate` challenge that points at the protected resource metadata this module
-//! also serves. The token itself is never logged, never kept (only its digest), and never
-//! passed on.
+//! also serves. The token itself is never logged, never kept beyond its request (the cache
+//! holds its digest), and never passed on — except to the operator's token endpoint, when a
+//! grant asks for a token exchanged for the caller (`delegation`).
 
 mod jwks;
 mod scopes;
@@ -22,6 +23,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Config, OAuthConfig};
+use crate::delegation::SubjectToken;
 use crate::policy::Principal;
 
 /// `sha256:<hex>` of a bearer token, as stored in the configuration.
@@ -36,6 +38,9 @@ pub struct Caller {
     /// The token's scopes (OAuth); `None` for static tokens and the anonymous principal,
     /// which scope rules do not apply to.
     pub scopes: Option<Arc<BTreeSet<String>>>,
+    /// The OAuth access token itself, for this request only, when the gateway exchanges
+    /// tokens for callers (`[token_exchange]`); it goes to the token endpoint and nowhere else.
+    pub subject: Option<SubjectToken>,
 }
 
 /// Why a request is refused at the front door.
@@ -73,6 +78,8 @@ struct OAuth {
     metadata_url: String,
     /// The paths it is served at.
     metadata_paths: [String; 2],
+    /// Whether callers' tokens are kept for their request, for token exchange.
+    delegates: bool,
 }
 
 pub struct Identity {
@@ -123,6 +130,7 @@ impl Identity {
                     scopes: scopes::ScopeRules::new(c),
                     metadata_url,
                     metadata_paths: ["/.well-known/oauth-protected-resource".to_string(), served],
+                    delegates: config.capabilities.exchange.is_some(),
                     config: c.clone(),
                 })
             }
@@ -171,6 +179,7 @@ impl Identity {
                 .map(|principal| Caller {
                     principal,
                     scopes: None,
+                    subject: None,
                 })
                 .ok_or(Refusal::Missing);
         };
@@ -188,10 +197,17 @@ impl Identity {
             return Ok(Caller {
                 principal: principal.clone(),
                 scopes: None,
+                subject: None,
             });
         }
         match &self.oauth {
-            Some(oauth) => oauth.verifier.verify(token).await,
+            Some(oauth) => {
+                let mut caller = oauth.verifier.verify(token).await?;
+                if oauth.delegates {
+                    caller.subject = Some(SubjectToken::new(token));
+                }
+                Ok(caller)
+            }
             None => Err(Refusal::Invalid("unknown token")),
         }
     }

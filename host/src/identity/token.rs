@@ -169,6 +169,7 @@ impl Verifier {
                     authenticated_by: "oauth",
                 }),
                 scopes: Some(Arc::new(scopes)),
+                subject: None,
             },
             expires,
         })

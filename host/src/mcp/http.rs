@@ -226,10 +226,14 @@ impl FrontDoor {
         };
         let (mut parts, body) = request.into_parts();
         parts.extensions.insert(principal);
+        if let Some(subject) = caller.subject.clone() {
+            parts.extensions.insert(subject);
+        }
         let busy = BusySignal::default();
         parts.extensions.insert(busy.clone());
         // The token has done its job; nothing after this point (rmcp, handlers, their logs)
-        // gets to see it.
+        // gets to see it — but the token exchange, which gets it as a `SubjectToken` (whose
+        // Debug is redacted) when `[token_exchange]` is on.
         parts.headers.remove(hyper::header::AUTHORIZATION);
         let read = tokio::time::timeout(BODY_TIMEOUT, read_capped(body, self.caps.max_bytes));
         let (bytes, complete) = match read.await {

@@ -356,9 +356,15 @@ impl Handler {
         let hold = self.gateway.settings.approval_hold;
         let keep_args = tasks || !hold.is_zero();
         let kept_args = keep_args.then(|| request.arguments.clone()).flatten();
+        let subject_token = context
+            .extensions
+            .get::<::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<crate::delegation::SubjectToken>())
+            .cloned();
         let asked = crate::gate::Asked {
             idempotency_key: key,
             trace,
+            subject_token,
         };
         let mut result = self
             .gateway

@@ -35,6 +35,7 @@ fn context() -> RequestContext {
         transport: "cli",
         idempotency_key: None,
         trace: crate::telemetry::TraceContext::root(),
+        subject_token: None,
     }
 }
 

@@ -59,6 +59,9 @@ pub struct RequestContext {
     /// The trace the call belongs to (not shown to policy).
     #[serde(skip)]
     pub trace: crate::telemetry::TraceContext,
+    /// The caller's OAuth access token, for a token exchange (never shown to policy).
+    #[serde(skip)]
+    pub subject_token: Option<crate::delegation::SubjectToken>,
 }
 
 /// The `input` document.

@@ -24,7 +24,12 @@ impl Runner {
             ..Limits::default()
         };
         let (mut store, _stdio) = self
-            .store(&Grants::default(), &limits, None)
+            .store(
+                &Grants::default(),
+                &crate::secrets::CallSecrets::default(),
+                &limits,
+                None,
+            )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let instance = pre
             .instantiate_async(&mut store)

@@ -33,6 +33,7 @@ pub use state::{LogLine, Notice, Notify};
 use crate::capabilities::Capabilities;
 use crate::egress::{EgressEvent, Scrubber};
 use crate::grants::{FsMode, Grants, Limits, show_bytes};
+use crate::secrets::CallSecrets;
 use crate::telemetry::STAGE;
 use state::{LimitHit, Limiter, NoticeBudget, StoreState};
 
@@ -100,6 +101,9 @@ pub enum RunError {
     Busy(#[from] Busy),
     #[error("invalid grant: {0}")]
     Grant(String),
+    /// A credential to be exchanged for the caller could not be had; the tool did not start.
+    #[error("no delegated credential: {0}")]
+    Delegation(String),
     #[error(transparent)]
     Limit(#[from] LimitExceeded),
     #[error("the tool crashed: {0}")]
@@ -122,7 +126,7 @@ pub fn outcome_name(outcome: &Result<CallOutput, RunError>) -> &'static str {
         Err(RunError::Tool { .. }) => "tool_error",
         Err(RunError::Trap(_)) => "trap",
         Err(RunError::Busy(_)) => "busy",
-        Err(RunError::Grant(_) | RunError::Internal(_)) => "error",
+        Err(RunError::Grant(_) | RunError::Delegation(_) | RunError::Internal(_)) => "error",
     }
 }
 
@@ -269,7 +273,8 @@ impl Runner {
     /// Calls `describe` in a sandbox with no grants at all.
     pub async fn describe(&self, pre: &Prepared) -> Result<Vec<ToolInfo>, RunError> {
         let limits = Limits::default();
-        let (mut store, _stdio) = self.store(&Grants::default(), &limits, None)?;
+        let (mut store, _stdio) =
+            self.store(&Grants::default(), &CallSecrets::default(), &limits, None)?;
         let run = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance
@@ -300,7 +305,7 @@ impl Runner {
     ) -> RunReport {
         match self.admitter.admit_now(limits.memory_bytes) {
             Ok(ticket) => {
-                self.call_admitted(ticket, pre, name, input, grants, limits, None)
+                self.call_admitted(ticket, pre, name, input, grants, limits, None, None)
                     .await
             }
             Err(busy) => RunReport::failed(busy.into(), Instant::now()),
@@ -308,7 +313,8 @@ impl Runner {
     }
 
     /// [`Self::call`] for an admitted call; the ticket is given back when the call ends.
-    /// Progress and log notices go to `notify`, if given.
+    /// Progress and log notices go to `notify`, if given; `subject` is the caller's access
+    /// token, for grants that inject a token exchanged for it.
     #[allow(clippy::too_many_arguments)]
     pub async fn call_admitted(
         &self,
@@ -319,6 +325,7 @@ impl Runner {
         grants: &Grants,
         limits: &Limits,
         notify: Option<Notify>,
+        subject: Option<&crate::delegation::SubjectToken>,
     ) -> RunReport {
         let started = Instant::now();
         let instantiating = tracing::info_span!(target: STAGE, "instantiate");
@@ -328,7 +335,11 @@ impl Runner {
             portcullis.fuel = tracing::field::Empty,
             portcullis.outcome = tracing::field::Empty,
         );
-        let made = instantiating.in_scope(|| self.store(grants, limits, notify));
+        let delegated = match self.capabilities.delegate(grants, subject).await {
+            Ok(delegated) => delegated,
+            Err(e) => return RunReport::failed(RunError::Delegation(e), started),
+        };
+        let made = instantiating.in_scope(|| self.store(grants, &delegated, limits, notify));
         let (mut store, (stdout, stderr)) = match made {
             Ok(parts) => parts,
             Err(e) => return RunReport::failed(e, started),
@@ -382,6 +393,7 @@ impl Runner {
     pub(crate) fn store(
         &self,
         grants: &Grants,
+        delegated: &CallSecrets,
         limits: &Limits,
         notify: Option<Notify>,
     ) -> Result<(Store<StoreState>, (MemoryOutputPipe, MemoryOutputPipe)), RunError> {
@@ -392,7 +404,10 @@ impl Runner {
                 show_bytes(self.settings.max_memory_bytes)
             )));
         }
-        let capabilities = self.capabilities.prepare(grants).map_err(RunError::Grant)?;
+        let capabilities = self
+            .capabilities
+            .prepare(grants, delegated)
+            .map_err(RunError::Grant)?;
         let stdout = MemoryOutputPipe::new(STDIO_CAPACITY);
         let stderr = MemoryOutputPipe::new(STDIO_CAPACITY);
         let wasi = wasi_context(grants, &stdout, &stderr)?;

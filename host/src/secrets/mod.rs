@@ -89,6 +89,25 @@ impl std::fmt::Debug for CallSecrets {
 }
 
 impl CallSecrets {
+    /// The secrets `values` (name, value).
+    pub fn from_values(values: Vec<(String, Zeroizing<String>)>) -> Self {
+        Self {
+            values: Arc::new(values.into_iter().collect()),
+        }
+    }
+
+    /// These secrets and `other`'s (this one's value where both have a name).
+    pub fn merged(self, other: &CallSecrets) -> Self {
+        if other.values.is_empty() {
+            return self;
+        }
+        let mut values = (*other.values).clone();
+        values.extend(self.values.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Self {
+            values: Arc::new(values),
+        }
+    }
+
     pub fn get(&self, name: &str) -> Option<&str> {
         self.values.get(name).map(|v| v.as_str())
     }

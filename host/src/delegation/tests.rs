@@ -1,0 +1,249 @@
+//! The exchange client against a token endpoint on loopback: what it sends, what it caches,
+//! and that concurrent calls share one exchange.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use serde_json::json;
+
+use super::*;
+use crate::secrets::SecretSource;
+
+struct Fixed(&'static str);
+
+impl SecretSource for Fixed {
+    fn describe(&self) -> String {
+        "fixed".into()
+    }
+    fn read(&self) -> Result<Zeroizing<String>, String> {
+        Ok(Zeroizing::new(self.0.to_string()))
+    }
+}
+
+const CLIENT_SECRET: &str = "client-secret-5f2a";
+
+/// A token endpoint: checks the client and the form, issues `issued:<subject>:<audience>:<n>`
+/// valid for `expires_in` (none if negative), refuses the audience `nobody`.
+async fn endpoint(expires_in: i64, delay: Duration) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/token", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let seen = seen.clone();
+                    async move {
+                        let auth = req.headers()[http::header::AUTHORIZATION]
+                            .to_str()
+                            .unwrap()
+                            .to_string();
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let form: HashMap<String, String> =
+                            form_urlencoded::parse(&body).into_owned().collect();
+                        tokio::time::sleep(delay).await;
+                        let n = seen.fetch_add(1, Ordering::SeqCst);
+                        let expected = super::exchange::basic("gw", CLIENT_SECRET);
+                        let (status, answer) = if auth != expected.as_str() {
+                            (401, json!({"error": "invalid_client"}))
+                        } else if form["audience"] == "nobody" {
+                            (
+                                400,
+                                json!({"error": "invalid_target", "error_description": format!("no audience nobody for {}", form["subject_token"])}),
+                            )
+                        } else {
+                            let mut answer = json!({
+                                "access_token": format!("issued:{}:{}:{n}", form["subject_token"], form["audience"]),
+                                "token_type": "Bearer",
+                                "issued_token_type": form["requested_token_type"],
+                            });
+                            if expires_in >= 0 {
+                                answer["expires_in"] = json!(expires_in);
+                            }
+                            (200, answer)
+                        };
+                        let mut response =
+                            hyper::Response::new(Full::new(Bytes::from(answer.to_string())));
+                        *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+                        Ok::<_, Infallible>(response)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (url, count)
+}
+
+fn delegation(url: &str, secret: &'static str) -> Delegation {
+    let (secrets, _) = Secrets::load(vec![("EXCHANGE".into(), Box::new(Fixed(secret)))]).unwrap();
+    let config = ExchangeConfig {
+        token_endpoint: url.to_string(),
+        client_id: "gw".into(),
+        client_secret: "EXCHANGE".into(),
+        timeout: Duration::from_secs(5),
+        refresh_before: Duration::from_secs(30),
+        max_cached: 100,
+    };
+    Delegation::new(&config, &secrets).unwrap()
+}
+
+fn spec(audience: &str) -> ExchangeSpec {
+    ExchangeSpec {
+        audience: Some(audience.into()),
+        ..ExchangeSpec::default()
+    }
+}
+
+async fn one(d: &Delegation, spec: &ExchangeSpec, subject: &SubjectToken) -> String {
+    let tokens = d.tokens(&[spec], Some(subject)).await.unwrap();
+    assert_eq!(tokens[0].0, spec.name());
+    tokens[0].1.to_string()
+}
+
+#[tokio::test]
+async fn tokens_are_cached_per_subject_and_grant_until_shortly_before_they_expire() {
+    let (url, count) = endpoint(300, Duration::ZERO).await;
+    let d = delegation(&url, CLIENT_SECRET);
+    let (ada, bo) = (
+        SubjectToken::new("ada-token"),
+        SubjectToken::new("bo-token"),
+    );
+    let api = spec("https://api");
+    let first = one(&d, &api, &ada).await;
+    assert_eq!(first, "issued:ada-token:https://api:0");
+    assert_eq!(one(&d, &api, &ada).await, first, "not cached");
+    assert_eq!(one(&d, &api, &bo).await, "issued:bo-token:https://api:1");
+    assert_eq!(
+        one(&d, &spec("https://other"), &ada).await,
+        "issued:ada-token:https://other:2"
+    );
+    assert_eq!(count.load(Ordering::SeqCst), 3);
+
+    // A token that expires within `refresh_before`, or says nothing of when, is not kept.
+    for expires_in in [20, -1] {
+        let (url, count) = endpoint(expires_in, Duration::ZERO).await;
+        let d = delegation(&url, CLIENT_SECRET);
+        one(&d, &api, &ada).await;
+        one(&d, &api, &ada).await;
+        assert_eq!(count.load(Ordering::SeqCst), 2, "expires_in {expires_in}");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_calls_of_one_caller_share_one_exchange() {
+    let (url, count) = endpoint(300, Duration::from_millis(50)).await;
+    let d = Arc::new(delegation(&url, CLIENT_SECRET));
+    let ada = SubjectToken::new("ada-token");
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let (d, ada) = (d.clone(), ada.clone());
+            tokio::spawn(async move { one(&d, &spec("https://api"), &ada).await })
+        })
+        .collect();
+    for call in calls {
+        assert_eq!(call.await.unwrap(), "issued:ada-token:https://api:0");
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn refusals_and_missing_subjects_fail_with_the_reason_and_are_not_cached() {
+    let (url, count) = endpoint(300, Duration::ZERO).await;
+    let d = delegation(&url, CLIENT_SECRET);
+    let ada = SubjectToken::new("ada-secret-token");
+    for _ in 0..2 {
+        let e = d
+            .tokens(&[&spec("nobody")], Some(&ada))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.contains("invalid_target: no audience nobody"), "{e}");
+        assert!(
+            !e.contains("ada-secret-token"),
+            "the subject token is in {e}"
+        );
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+    let e = d.tokens(&[&spec("https://api")], None).await.err().unwrap();
+    assert!(e.contains("no OAuth access token"), "{e}");
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        2,
+        "exchanged without a subject"
+    );
+    // Wrong client credentials: the endpoint's refusal, named.
+    let wrong = delegation(&url, "not-the-client-secret");
+    let e = wrong
+        .tokens(&[&spec("https://api")], Some(&ada))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("invalid_client"), "{e}");
+    // An endpoint that is not there.
+    let gone = delegation("http://127.0.0.1:9/token", CLIENT_SECRET);
+    let e = gone
+        .tokens(&[&spec("https://api")], Some(&ada))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("could not be reached"), "{e}");
+}
+
+#[test]
+fn specs_are_checked_and_named() {
+    assert!(spec("https://api").check().is_ok());
+    let both = ExchangeSpec {
+        audience: Some("orders".into()),
+        resource: Some("https://orders.internal/".into()),
+        scope: Some("orders:read orders:list".into()),
+    };
+    assert!(both.check().is_ok());
+    assert_eq!(
+        both.name(),
+        "exchanged:aud=orders;resource=https://orders.internal/;scope=orders:read orders:list"
+    );
+    for (bad, why) in [
+        (
+            ExchangeSpec::default(),
+            "needs an `audience` or a `resource`",
+        ),
+        (
+            ExchangeSpec {
+                resource: Some("orders".into()),
+                ..ExchangeSpec::default()
+            },
+            "not an absolute URI",
+        ),
+        (
+            ExchangeSpec {
+                scope: Some("a  b".into()),
+                ..spec("x")
+            },
+            "not a space-separated list",
+        ),
+        (
+            ExchangeSpec {
+                audience: Some("x\ny".into()),
+                ..ExchangeSpec::default()
+            },
+            "control characters",
+        ),
+    ] {
+        let e = bad.check().unwrap_err();
+        assert!(e.contains(why), "{bad:?}: {e}");
+    }
+    assert_eq!(
+        format!("{:?}", SubjectToken::new("ada-token")),
+        "SubjectToken([redacted])"
+    );
+}
