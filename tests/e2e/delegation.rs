@@ -155,3 +155,94 @@ async fn a_grant_injects_a_token_exchanged_for_the_caller_and_nothing_else() {
         client.cancel().await.unwrap();
     }
 }
+
+/// The README's delegation example, with its configuration taken from the README: the dev
+/// issuer as identity provider and token endpoint, the demo control plane as the upstream,
+/// the default policy's `http_fetch`.
+#[tokio::test]
+async fn the_readme_delegation_example_works() {
+    use base64::Engine;
+    use tokio::io::AsyncBufReadExt;
+    let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
+    assert!(readme.contains("export EXCHANGE_SECRET=dev-exchange-secret"));
+    let toml = readme
+        .split_once("cat > delegate.toml <<'TOML'\n")
+        .and_then(|(_, rest)| rest.split_once("\nTOML\n"))
+        .expect("the README's delegate.toml")
+        .0;
+    let script = crate::support::root().join("scripts/dev-issuer");
+    let mut issuer = tokio::process::Command::new(&script)
+        .args(["serve", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("scripts/dev-issuer");
+    let mut lines = tokio::io::BufReader::new(issuer.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().expect("dev issuer URL");
+    let url = line.trim_start_matches("dev issuer at ").to_string();
+    let cp = ControlPlane::start("127.0.0.1", "control-plane-token-2").await;
+    let secrets = tempfile::tempdir().unwrap();
+    let secret = secrets.path().join("exchange");
+    std::fs::write(&secret, "dev-exchange-secret").unwrap();
+    let config = toml
+        .replace("http://127.0.0.1:9400", &url)
+        .replace("8091", &cp.port.to_string())
+        .replace(
+            "{ env = \"EXCHANGE_SECRET\" }",
+            &format!("{{ file = \"{}\" }}", secret.display()),
+        );
+    let s = setup(Options {
+        components: &["fetch"],
+        extra: &config,
+        ..Options::default()
+    });
+    let server = http_server(&s).await;
+    let out = std::process::Command::new(&script)
+        .args([
+            "token", "--sub", "ada", "--roles", "reader", "--issuer", &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let ada = http_client(&server, &token).await;
+    let result = call(
+        &ada,
+        "http_fetch",
+        json!({"url": format!("{}/debug/echo", cp.url)}),
+    )
+    .await
+    .unwrap();
+    let all = format!("{result:?}");
+    let audience = format!("http://127.0.0.1:{}", cp.port);
+    assert_eq!(result.is_error, Some(false), "{all}");
+    assert!(
+        all.contains(&format!(
+            "[redacted:exchanged:aud={audience};scope=services:read]"
+        )),
+        "{all}"
+    );
+    // The upstream got a token the issuer made for ada, for it, on behalf of portcullis.
+    let seen = cp.requests().await;
+    let header = seen.last().unwrap()["headers"]["authorization"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let delegated = header.strip_prefix("Bearer ").expect("a bearer token");
+    assert_ne!(delegated, token, "the agent's own token went upstream");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(delegated.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["sub"], "ada");
+    assert_eq!(claims["aud"], audience.as_str());
+    assert_eq!(claims["act"]["sub"], "portcullis");
+    assert_eq!(claims["scope"], "services:read");
+    ada.cancel().await.unwrap();
+}
