@@ -226,8 +226,17 @@ async fn governed(n: usize) {
         usage: None,
         approvals: None,
     };
+    // New arguments every time: the decision is evaluated (policy/memo.rs keeps it, but no
+    // later call asks for it again).
     let mut decide = Vec::with_capacity(n);
-    for _ in 0..n {
+    for i in 0..n {
+        let args = json!({ "text": format!("a{i}") });
+        let plan = format!("sha256:{i}");
+        let input = PolicyInput {
+            args: Some(&args),
+            plan_hash: Some(&plan),
+            ..input.clone()
+        };
         let started = Instant::now();
         let decision = gateway.policy.decide(&input);
         decide.push(started.elapsed());
@@ -237,6 +246,14 @@ async fn governed(n: usize) {
         "policy decision (regorus interpreter, strict, default policy)",
         decide,
     );
+    let mut remembered = Vec::with_capacity(n);
+    for _ in 0..n {
+        let started = Instant::now();
+        let decision = gateway.policy.decide(&input);
+        remembered.push(started.elapsed());
+        assert!(decision.allow);
+    }
+    report("  the same input again (remembered decision)", remembered);
 
     let Value::Object(map) = json!({"text": "a"}) else {
         unreachable!()
@@ -275,6 +292,27 @@ async fn governed(n: usize) {
         "governed call in process (validate+hash+decide+run)",
         pipeline,
     );
+    // The same with new arguments every call: no remembered decision to reuse.
+    let mut fresh = Vec::with_capacity(n);
+    for i in 0..n {
+        let Value::Object(map) = json!({ "text": format!("b{i}") }) else {
+            unreachable!()
+        };
+        let started = Instant::now();
+        let outcome = gateway
+            .call(
+                &principal,
+                "hash",
+                RawArgs::Object(Some(map)),
+                Transport::Cli,
+                Asked::default(),
+                None,
+            )
+            .await;
+        fresh.push(started.elapsed());
+        assert!(outcome.is_ok());
+    }
+    report("  the same with new arguments every call", fresh);
     // The same call with an idempotency key: a durable intent before the run and the outcome
     // after it (a new key each time, so every call runs).
     let mut keyed = Vec::with_capacity(n);

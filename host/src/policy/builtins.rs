@@ -22,7 +22,7 @@ const DENIED: &[(&str, &str)] = &[
 
 /// The source with comments and string contents blanked, so that a builtin's name inside a
 /// string or comment is not mistaken for a call.
-fn code_only(text: &str) -> String {
+pub(super) fn code_only(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {

@@ -18,6 +18,7 @@
 
 mod builtins;
 mod decision;
+mod memo;
 mod rego_tests;
 mod sources;
 pub mod types;
@@ -85,6 +86,9 @@ struct Prepared {
     digest: Arc<str>,
     /// Whether any module mentions `usage` (only then is usage looked up per call).
     reads_usage: bool,
+    /// Decisions remembered, if the bundle provably cannot tell requests apart by their
+    /// context (`memo.rs`).
+    memo: Option<memo::Memo>,
 }
 
 /// The bundle digest: every file's name and bytes, in name order, and the gateway data.
@@ -156,12 +160,20 @@ fn prepare(
     // supplying usage to a policy that does not read it costs a store read, while withholding
     // it from one that does would silently disable its rules.
     let reads_usage = modules.iter().any(|(_, text)| text.contains("usage"));
+    let memo = match memo::unrepeatable(&modules) {
+        None => Some(memo::Memo::default()),
+        Some(why) => {
+            tracing::info!("policy decisions are made afresh for every request: {why}");
+            None
+        }
+    };
     Ok(Prepared {
         engine,
         pool: Mutex::new(Vec::new()),
         modules,
         digest: bundle_digest(&files, gateway_data).into(),
         reads_usage,
+        memo,
     })
 }
 
@@ -299,12 +311,23 @@ impl Policy {
     }
 
     fn evaluate_in(&self, prepared: &Prepared, input: &PolicyInput<'_>) -> Result<Decision> {
-        // Through a JSON value, not JSON text: a few µs less per decision than printing and
-        // re-parsing the document.
-        let document = serde_json::to_value(input).context("serialising the input")?;
-        let input = <regorus::Value as serde::Deserialize>::deserialize(document)
-            .map_err(|e| anyhow!("input: {e}"))?;
-        evaluate_prepared(prepared, input)
+        let evaluate = || {
+            // Through a JSON value, not JSON text: a few µs less per decision than printing
+            // and re-parsing the document.
+            let document = serde_json::to_value(input).context("serialising the input")?;
+            let input = <regorus::Value as serde::Deserialize>::deserialize(document)
+                .map_err(|e| anyhow!("input: {e}"))?;
+            evaluate_prepared(prepared, input)
+        };
+        match &prepared.memo {
+            Some(memo) => memo.get_or(input, evaluate),
+            None => evaluate(),
+        }
+    }
+
+    /// Whether decisions of the bundle in force are remembered (see `memo.rs`).
+    pub fn memoizes(&self) -> bool {
+        self.prepared().is_ok_and(|p| p.memo.is_some())
     }
 
     /// The decision for an input document given as JSON (e.g. `portcullis policy eval`), on

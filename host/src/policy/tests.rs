@@ -441,3 +441,140 @@ fn the_served_input_and_its_json_text_decide_alike() {
         }
     }
 }
+
+/// `cargo test --release -p portcullis --lib decision_loop -- --ignored --nocapture`: the
+/// default policy's call decision in a loop, to profile (`perf record`) or time it.
+#[test]
+#[ignore]
+fn decision_loop() {
+    let policy = match std::env::var_os("POLICY_DIR") {
+        Some(dir) => Policy::load(
+            PolicySource::Dir(dir.into()),
+            json!({"workspace": "/srv/ws"}),
+            EvalLimits::default(),
+        )
+        .unwrap(),
+        None => embedded(),
+    };
+    let p = principal(&["writer"]);
+    let ctx = context();
+    let args = json!({"text": "abc"});
+    let input = PolicyInput {
+        version: INPUT_VERSION,
+        action: Action::Call,
+        principal: &p,
+        tool: tool("hash", "data", false),
+        args: Some(&args),
+        plan_hash: Some("sha256:00"),
+        environment: "dev",
+        context: &ctx,
+        usage: None,
+        approvals: None,
+    };
+    let n: u32 = std::env::var("LOOPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    for _ in 0..200 {
+        assert!(policy.decide(&input).allow);
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        assert!(policy.decide(&input).allow);
+    }
+    println!("decision: {:?} each", started.elapsed() / n);
+}
+
+/// A call input for `memo` tests: `hash` by `p`, with `args` (plan hash `plan`) and `usage`.
+fn memo_input<'a>(
+    p: &'a Principal,
+    args: &'a serde_json::Value,
+    plan: &'a str,
+    context: &'a RequestContext,
+    usage: Option<&'a crate::state::Usage>,
+) -> PolicyInput<'a> {
+    PolicyInput {
+        version: INPUT_VERSION,
+        action: Action::Call,
+        principal: p,
+        tool: tool("hash", "data", false),
+        args: Some(args),
+        plan_hash: Some(plan),
+        environment: "dev",
+        context,
+        usage,
+        approvals: None,
+    }
+}
+
+#[test]
+fn remembered_decisions_follow_everything_but_the_context() {
+    // The default policy reads its input by path and never its context: remembered.
+    assert!(embedded().memoizes());
+    let policy = r#"package portcullis
+import rego.v1
+decision := {"allow": true} if {
+	"reader" in input.principal.roles
+	input.args.n < 3
+	not input.usage.principal.calls["1m"] > 5
+	object.get(input, "x", 0) == 0
+}
+default decision := {"allow": false, "reasons": ["no"]}
+"#;
+    // `input` passed whole: not remembered, and still right.
+    let (_d, whole) = load_dir(&[("p.rego", policy)], EvalLimits::default());
+    assert!(!whole.memoizes());
+    let by_path = policy.replace("\tobject.get(input, \"x\", 0) == 0\n", "");
+    let (_d2, memo) = load_dir(&[("p.rego", &by_path)], EvalLimits::default());
+    assert!(memo.memoizes());
+    let (reader, writer) = (principal(&["reader"]), principal(&["writer"]));
+    let ctx = context();
+    let (small, big) = (json!({"n": 1}), json!({"n": 5}));
+    let busy = crate::state::Usage {
+        principal: crate::state::Windows {
+            calls: crate::state::Spans {
+                minute: 9,
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    for policy in [&whole, &memo] {
+        for _ in 0..2 {
+            let allow =
+                |p, args, plan, usage| policy.decide(&memo_input(p, args, plan, &ctx, usage)).allow;
+            assert!(allow(&reader, &small, "sha256:1", None));
+            assert!(!allow(&reader, &big, "sha256:2", None), "the arguments");
+            assert!(
+                !allow(&writer, &small, "sha256:1", None),
+                "the principal's roles"
+            );
+            assert!(
+                !allow(&reader, &small, "sha256:1", Some(&busy)),
+                "the usage"
+            );
+        }
+    }
+    // A policy that reads the context is evaluated afresh: the request id decides here.
+    let (_d3, fresh) = load_dir(
+        &[(
+            "p.rego",
+            "package portcullis\nimport rego.v1\ndecision := {\"allow\": input.context.request_id == \"r1\"}\n",
+        )],
+        EvalLimits::default(),
+    );
+    assert!(!fresh.memoizes());
+    let mut other = context();
+    other.request_id = "r2".into();
+    assert!(
+        fresh
+            .decide(&memo_input(&reader, &small, "sha256:1", &ctx, None))
+            .allow
+    );
+    assert!(
+        !fresh
+            .decide(&memo_input(&reader, &small, "sha256:1", &other, None))
+            .allow
+    );
+}
