@@ -112,7 +112,12 @@ pub async fn request(
         });
     }
     let document = document.ok_or("the token endpoint's answer is not JSON")?;
-    parse(&document)
+    let issued = parse(&document)?;
+    if issued.token.as_str() == subject {
+        // Passed through: the caller's own token must not go upstream.
+        return Err("the token endpoint answered with the caller's own token".into());
+    }
+    Ok(issued)
 }
 
 /// The token of a successful answer (RFC 8693 §2.2.1), checked for use in a header.
@@ -129,7 +134,8 @@ fn parse(document: &Value) -> Result<Issued, String> {
     }
     match document.get("token_type").and_then(Value::as_str) {
         None => {}
-        Some(t) if t.eq_ignore_ascii_case("bearer") || t.eq_ignore_ascii_case("n_a") => {}
+        // RFC 8693: `N_A` says the issued token is not an access token.
+        Some(t) if t.eq_ignore_ascii_case("bearer") => {}
         Some(other) => {
             return Err(format!(
                 "the token endpoint issued a `{}` token; only bearer tokens can be injected",
@@ -191,7 +197,7 @@ mod tests {
             Some(60)
         );
         assert_eq!(
-            parse(&json!({"access_token": "x", "token_type": "N_A"}))
+            parse(&json!({"access_token": "x", "token_type": "bearer"}))
                 .unwrap()
                 .expires_in,
             None
@@ -203,6 +209,10 @@ mod tests {
             (json!({"access_token": "a\r\nX-Evil: 1"}), "not usable"),
             (
                 json!({"access_token": "x", "token_type": "DPoP"}),
+                "only bearer",
+            ),
+            (
+                json!({"access_token": "x", "token_type": "N_A"}),
                 "only bearer",
             ),
         ] {

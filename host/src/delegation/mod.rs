@@ -110,11 +110,10 @@ impl ExchangeSpec {
             .into_iter()
             .flatten()
         {
-            if text.len() > 1024 || text.chars().any(char::is_control) {
-                return Err(
-                    "inject.exchange values are at most 1 KiB of text without control characters"
-                        .into(),
-                );
+            if text.len() > 1024 || text.chars().any(|c| c.is_control() || c == ';') {
+                // Without `;` the token's name (`name`) is unambiguous: two different specs
+                // never share one, so no grant is handed another grant's token.
+                return Err("inject.exchange values are at most 1 KiB of text without control characters or `;`".into());
             }
         }
         Ok(())
@@ -159,6 +158,9 @@ pub struct ExchangeConfig {
     /// Tokens kept at most; past it, expired ones go, and if none had, all of them.
     pub max_cached: usize,
 }
+
+/// A token is kept at most this long (s), whatever its `expires_in` says.
+const MAX_KEEP_S: u64 = 24 * 3600;
 
 /// A token of the cache.
 struct Cached {
@@ -277,7 +279,8 @@ impl Delegation {
         .map_err(|e| format!("token exchange for {}: {e}", spec.name()))?;
         let keep = issued
             .expires_in
-            .map(|s| Duration::from_secs(s).saturating_sub(self.config.refresh_before))
+            .map(|s| Duration::from_secs(s.min(MAX_KEEP_S)))
+            .map(|d| d.saturating_sub(self.config.refresh_before))
             .filter(|keep| !keep.is_zero());
         tracing::info!(
             token_for = %spec.name(),

@@ -58,6 +58,11 @@ async fn endpoint(expires_in: i64, delay: Duration) -> (String, Arc<AtomicUsize>
                                 400,
                                 json!({"error": "invalid_target", "error_description": format!("no audience nobody for {}", form["subject_token"])}),
                             )
+                        } else if form["audience"] == "echo" {
+                            (
+                                200,
+                                json!({"access_token": form["subject_token"], "token_type": "Bearer"}),
+                            )
                         } else {
                             let mut answer = json!({
                                 "access_token": format!("issued:{}:{}:{n}", form["subject_token"], form["audience"]),
@@ -174,11 +179,15 @@ async fn refusals_and_missing_subjects_fail_with_the_reason_and_are_not_cached()
         );
     }
     assert_eq!(count.load(Ordering::SeqCst), 2);
+    // An endpoint that hands the caller's own token back: it never goes upstream.
+    let e = d.tokens(&[&spec("echo")], Some(&ada)).await.err().unwrap();
+    assert!(e.contains("the caller's own token"), "{e}");
+    assert_eq!(count.load(Ordering::SeqCst), 3);
     let e = d.tokens(&[&spec("https://api")], None).await.err().unwrap();
     assert!(e.contains("no OAuth access token"), "{e}");
     assert_eq!(
         count.load(Ordering::SeqCst),
-        2,
+        3,
         "exchanged without a subject"
     );
     // Wrong client credentials: the endpoint's refusal, named.
@@ -237,6 +246,14 @@ fn specs_are_checked_and_named() {
                 ..ExchangeSpec::default()
             },
             "control characters",
+        ),
+        // `;` would let {aud: "a;resource=https://r"} share a name with {aud: "a", resource: …}.
+        (
+            ExchangeSpec {
+                audience: Some("a;resource=https://r".into()),
+                ..ExchangeSpec::default()
+            },
+            "or `;`",
         ),
     ] {
         let e = bad.check().unwrap_err();
