@@ -460,16 +460,8 @@ mod tests {
             "{refusals}"
         );
 
-        struct Fixed;
-        impl crate::secrets::SecretSource for Fixed {
-            fn describe(&self) -> String {
-                "fixed".into()
-            }
-            fn read(&self) -> Result<Zeroizing<String>, String> {
-                Ok(Zeroizing::new("client-secret-1".into()))
-            }
-        }
-        let (secrets, _) = Secrets::load(vec![("EX".into(), Box::new(Fixed))]).unwrap();
+        let fixed = crate::secrets::Fixed("client-secret-1");
+        let (secrets, _) = Secrets::load(vec![("EX".into(), Box::new(fixed))]).unwrap();
         let config = crate::delegation::ExchangeConfig {
             token_endpoint: "http://127.0.0.1:9/token".into(),
             client_id: "gw".into(),

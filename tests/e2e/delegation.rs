@@ -162,7 +162,6 @@ async fn a_grant_injects_a_token_exchanged_for_the_caller_and_nothing_else() {
 #[tokio::test]
 async fn the_readme_delegation_example_works() {
     use base64::Engine;
-    use tokio::io::AsyncBufReadExt;
     let readme = std::fs::read_to_string(crate::support::root().join("README.md")).unwrap();
     assert!(readme.contains("export EXCHANGE_SECRET=dev-exchange-secret"));
     let toml = readme
@@ -170,16 +169,7 @@ async fn the_readme_delegation_example_works() {
         .and_then(|(_, rest)| rest.split_once("\nTOML\n"))
         .expect("the README's delegate.toml")
         .0;
-    let script = crate::support::root().join("scripts/dev-issuer");
-    let mut issuer = tokio::process::Command::new(&script)
-        .args(["serve", "--port", "0"])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("scripts/dev-issuer");
-    let mut lines = tokio::io::BufReader::new(issuer.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().expect("dev issuer URL");
-    let url = line.trim_start_matches("dev issuer at ").to_string();
+    let (script, _issuer, url) = crate::issuer::dev_issuer().await;
     let cp = ControlPlane::start("127.0.0.1", "control-plane-token-2").await;
     let secrets = tempfile::tempdir().unwrap();
     let secret = secrets.path().join("exchange");

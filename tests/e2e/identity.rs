@@ -316,17 +316,7 @@ async fn a_rotated_key_is_fetched_when_a_token_names_it() {
 /// The README's walkthrough, with `scripts/dev-issuer` as the identity provider.
 #[tokio::test]
 async fn the_readme_identity_example_works() {
-    use tokio::io::AsyncBufReadExt;
-    let script = crate::support::root().join("scripts/dev-issuer");
-    let mut issuer = tokio::process::Command::new(&script)
-        .args(["serve", "--port", "0"])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("scripts/dev-issuer");
-    let mut lines = tokio::io::BufReader::new(issuer.stdout.take().unwrap()).lines();
-    let line = lines.next_line().await.unwrap().expect("dev issuer URL");
-    let url = line.trim_start_matches("dev issuer at ").to_string();
+    let (script, _issuer, url) = crate::issuer::dev_issuer().await;
     let extra = format!(
         "[oauth]\nissuer = \"{url}\"\nresource = \"http://127.0.0.1:8080/mcp\"\nscopes = [\"mcp\"]\n\
          [oauth.tool_scopes]\nwrite_file = [\"files:write\"]\n"

@@ -314,3 +314,20 @@ pub fn unsigned(header: &Value, claims: &Value, signature: &[u8]) -> String {
         URL_SAFE_NO_PAD.encode(signature)
     )
 }
+
+/// `scripts/dev-issuer serve` on a free port, as the README runs it: the script's path, the
+/// process (killed when dropped) and its URL.
+pub async fn dev_issuer() -> (std::path::PathBuf, tokio::process::Child, String) {
+    use tokio::io::AsyncBufReadExt;
+    let script = crate::support::root().join("scripts/dev-issuer");
+    let mut issuer = tokio::process::Command::new(&script)
+        .args(["serve", "--port", "0"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("scripts/dev-issuer");
+    let mut lines = tokio::io::BufReader::new(issuer.stdout.take().unwrap()).lines();
+    let line = lines.next_line().await.unwrap().expect("dev issuer URL");
+    let url = line.trim_start_matches("dev issuer at ").to_string();
+    (script, issuer, url)
+}

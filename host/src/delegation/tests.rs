@@ -12,18 +12,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 use super::*;
-use crate::secrets::SecretSource;
-
-struct Fixed(&'static str);
-
-impl SecretSource for Fixed {
-    fn describe(&self) -> String {
-        "fixed".into()
-    }
-    fn read(&self) -> Result<Zeroizing<String>, String> {
-        Ok(Zeroizing::new(self.0.to_string()))
-    }
-}
+use crate::secrets::Fixed;
 
 const CLIENT_SECRET: &str = "client-secret-5f2a";
 

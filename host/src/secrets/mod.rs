@@ -220,19 +220,23 @@ impl Secrets {
     }
 }
 
+/// A source with a fixed value, for tests.
+#[cfg(test)]
+pub(crate) struct Fixed(pub &'static str);
+
+#[cfg(test)]
+impl SecretSource for Fixed {
+    fn describe(&self) -> String {
+        "fixed".into()
+    }
+    fn read(&self) -> Result<Zeroizing<String>, String> {
+        Ok(Zeroizing::new(self.0.to_string()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    struct Fixed(&'static str);
-    impl SecretSource for Fixed {
-        fn describe(&self) -> String {
-            "fixed".into()
-        }
-        fn read(&self) -> Result<Zeroizing<String>, String> {
-            Ok(Zeroizing::new(self.0.to_string()))
-        }
-    }
 
     #[test]
     fn only_configured_names_with_values_resolve() {
