@@ -143,13 +143,19 @@ impl Capabilities {
             Ok(rules) => {
                 for rule in &rules {
                     refusals.extend(self.http_beyond(rule));
-                    if rule.inject.as_ref().is_some_and(|i| i.exchange.is_some())
-                        && self.delegation.is_none()
-                    {
-                        refusals.push(format!(
+                    let Some(spec) = rule.inject.as_ref().and_then(|i| i.exchange.as_ref()) else {
+                        continue;
+                    };
+                    match &self.delegation {
+                        None => refusals.push(format!(
                             "http grant `{}` injects a token exchanged for the caller, but the gateway has no [token_exchange] configured",
                             rule.spec
-                        ));
+                        )),
+                        Some(delegation) => {
+                            if let Some(why) = delegation.ceiling().beyond(spec) {
+                                refusals.push(format!("http grant `{}`: {why}", rule.spec));
+                            }
+                        }
                     }
                 }
             }
@@ -262,6 +268,15 @@ impl Capabilities {
         grants: &Grants,
         delegated: &CallSecrets,
     ) -> Result<CallCapabilities, String> {
+        // [`Self::check`] refuses it in decisions; this holds for every other path to a call
+        // too (`portcullis run --grant-secret`).
+        if let Some(delegation) = &self.delegation
+            && let Some(name) = secret_names(grants).find(|n| *n == delegation.client_secret_name())
+        {
+            return Err(format!(
+                "secret {name} is the gateway's own token exchange credential (token_exchange.client_secret), which no call may hold"
+            ));
+        }
         let granted = self
             .secrets
             .for_call(grants.secrets.iter().map(String::as_str))?;
@@ -469,6 +484,11 @@ mod tests {
             timeout: std::time::Duration::from_secs(1),
             refresh_before: std::time::Duration::from_secs(30),
             max_cached: 10,
+            ceiling: crate::delegation::ExchangeCeiling {
+                audiences: Some(["https://api.example".to_string()].into()),
+                resources: None,
+                scopes: Some(["read".to_string()].into()),
+            },
         };
         let mut with = caps(&["*"]);
         with.secrets = secrets.clone();
@@ -479,5 +499,35 @@ mod tests {
             refusals[0].contains("the gateway's own token exchange credential"),
             "{refusals:?}"
         );
+        let e = with
+            .prepare(&grants, &CallSecrets::default())
+            .err()
+            .unwrap();
+        assert!(e.contains("no call may hold"), "{e}");
+
+        // Beyond the operator's lists of audiences and scopes: refused, naming the value.
+        for (exchange, why) in [
+            (
+                serde_json::json!({"audience": "https://payments.example"}),
+                "audience `https://payments.example`, which is not in token_exchange.audiences",
+            ),
+            (
+                serde_json::json!({"audience": "https://api.example", "scope": "read write"}),
+                "scope `write`, which is not in token_exchange.scopes",
+            ),
+        ] {
+            let grants: Grants = serde_json::from_value(serde_json::json!({
+                "http": [{"host": "api.example", "inject": {"header": "Authorization", "exchange": exchange}}],
+            }))
+            .unwrap();
+            let refusals = with.check(&grants).join("\n");
+            assert!(refusals.contains(why), "{refusals}");
+        }
+        let within: Grants = serde_json::from_value(serde_json::json!({
+            "http": [{"host": "api.example", "inject": {"header": "Authorization",
+                "exchange": {"audience": "https://api.example", "scope": "read"}}}],
+        }))
+        .unwrap();
+        assert!(with.check(&within).is_empty());
     }
 }

@@ -7,7 +7,9 @@
 
 use serde_json::{Value, json};
 
-use crate::gateway::{ALICE, Options, call, http_client, http_server, setup};
+use crate::audit::export;
+use crate::gateway::{ALICE, Options, call, http_client, http_server, setup, text};
+use crate::idempotency::call_with_key;
 use crate::issuer::{EXCHANGE_CLIENT, EXCHANGE_SECRET, Issuer, REFUSED_AUDIENCE};
 use crate::upstream::ControlPlane;
 
@@ -137,18 +139,57 @@ async fn a_grant_injects_a_token_exchanged_for_the_caller_and_nothing_else() {
         all.contains("invalid_target: no tokens for that audience"),
         "{all}"
     );
+    // Under an idempotency key, a refused exchange leaves the key free: the repeat, once the
+    // failure is no longer remembered, asks the issuer again instead of replaying a failure.
+    let args = json!({"method": "GET", "url": format!("{}/debug/echo", cp.url)});
+    let first = call_with_key(&eve, "request", args.clone(), "eve-1").await;
+    assert!(
+        text(&first).contains("no delegated credential, so the call did not run"),
+        "{first:?}"
+    );
+    let asked = issuer.exchanges().len();
+    tokio::time::sleep(std::time::Duration::from_millis(2200)).await;
+    let again = call_with_key(&eve, "request", args, "eve-1").await;
+    assert!(text(&again).contains("invalid_target"), "{again:?}");
+    assert_eq!(
+        issuer.exchanges().len(),
+        asked + 1,
+        "the key kept the failure"
+    );
     assert_eq!(
         cp.requests().await.len(),
         before,
         "a refused call sent a request"
+    );
+    // Each refusal is in the audit trail as one, with its reason; none has an intent.
+    let refused = export(&s, &["--outcome", "delegation"]);
+    assert_eq!(refused.len(), 4, "{refused:?}");
+    for r in &refused {
+        assert_eq!(r["kind"], "refused");
+        assert!(
+            r["reason"]
+                .as_str()
+                .unwrap()
+                .contains("no delegated credential"),
+            "{r}"
+        );
+    }
+    let intents = export(&s, &["--kind", "intent"]);
+    assert!(
+        intents
+            .iter()
+            .all(|r| r["principal"] != "eve" && r["principal"] != "alice"),
+        "{intents:?}"
     );
 
     // The agents' tokens never reached the upstream; no token is in the gateway's log.
     let upstream = serde_json::to_string(&cp.requests().await).unwrap();
     assert!(!upstream.contains(&ada_token));
     let log = server.log.lock().unwrap().join("\n");
+    let trail = serde_json::to_string(&export(&s, &[])).unwrap();
     for secret in [ada_token.as_str(), delegated.as_str(), EXCHANGE_SECRET] {
         assert!(!log.contains(secret), "{secret} is in the log");
+        assert!(!trail.contains(secret), "{secret} is in the audit trail");
     }
     assert!(log.contains("exchanged the caller's access token"), "{log}");
     for client in [ada, bo, alice, eve] {

@@ -150,9 +150,7 @@ pub fn outcome_code(report: &RunReport) -> (&'static str, Option<String>) {
         Err(RunError::Limit(limit)) => Some(limit.to_string()),
         Err(RunError::Tool { message, .. } | RunError::Trap(message)) => Some(message.clone()),
         Err(RunError::Busy(busy)) => Some(busy.to_string()),
-        Err(e @ (RunError::Grant(_) | RunError::Delegation(_) | RunError::Internal(_))) => {
-            Some(e.to_string())
-        }
+        Err(e @ (RunError::Grant(_) | RunError::Internal(_))) => Some(e.to_string()),
     };
     (crate::runner::outcome_name(&report.outcome), message)
 }
@@ -217,6 +215,7 @@ pub fn refusal_code(error: &GateError) -> &'static str {
         GateError::KeyConflict { .. } => "key_conflict",
         GateError::InDoubt { .. } => "in_doubt",
         GateError::RateLimited { .. } => "rate_limited",
+        GateError::Delegation(_) => "delegation",
         GateError::State(_) => "state_error",
         GateError::Unrecorded(_) => "audit_error",
         GateError::OutcomeUnrecorded { .. } => "outcome_unrecorded",

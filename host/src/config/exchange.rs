@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::capabilities::SecretSpec;
 use super::https_or_loopback;
-use crate::delegation::ExchangeConfig;
+use crate::delegation::{ExchangeCeiling, ExchangeConfig};
 use crate::grants::parse_duration;
 
 #[derive(Debug, Default, Deserialize)]
@@ -22,6 +22,9 @@ pub(super) struct ExchangeFile {
     timeout: Option<String>,
     refresh_before: Option<String>,
     max_cached: Option<usize>,
+    audiences: Option<Vec<String>>,
+    resources: Option<Vec<String>>,
+    scopes: Option<Vec<String>>,
 }
 
 fn duration(key: &str, value: Option<&str>, default: Duration) -> Result<Duration> {
@@ -74,6 +77,11 @@ pub(super) fn resolve(
     if max_cached == 0 {
         bail!("token_exchange.max_cached must be at least 1");
     }
+    let ceiling = ExchangeCeiling {
+        audiences: file.audiences.map(|v| v.into_iter().collect()),
+        resources: file.resources.map(|v| v.into_iter().collect()),
+        scopes: file.scopes.map(|v| v.into_iter().collect()),
+    };
     Ok(Some(ExchangeConfig {
         token_endpoint,
         client_id,
@@ -81,6 +89,7 @@ pub(super) fn resolve(
         timeout,
         refresh_before,
         max_cached,
+        ceiling,
     }))
 }
 
@@ -104,6 +113,22 @@ mod tests {
         .unwrap();
         assert_eq!(ok.timeout, Duration::from_secs(5));
         assert_eq!(ok.refresh_before, Duration::from_secs(30));
+        assert_eq!(
+            ok.ceiling,
+            ExchangeCeiling::default(),
+            "no lists: any value"
+        );
+        let listed = parse(
+            "token_endpoint = \"https://idp.example/token\"\nclient_id = \"gw\"\nclient_secret = \"EX\"\naudiences = [\"orders\"]\nscopes = [\"orders:read\"]\n",
+            true,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            listed.ceiling.audiences,
+            Some(["orders".to_string()].into())
+        );
+        assert_eq!(listed.ceiling.resources, None);
         let base = "client_id = \"gw\"\nclient_secret = \"EX\"\n";
         for (text, oauth, why) in [
             (base.to_string(), true, "token_endpoint is required"),

@@ -13,10 +13,12 @@
 //! Lifecycle: [`Delegation`] is built once at start from `[token_exchange]` (the token endpoint
 //! and the gateway's client credentials); per call, [`Delegation::tokens`] gives the tokens the
 //! call's grants ask for, from a cache keyed by subject token and grant, each kept until
-//! `refresh_before` ahead of its expiry (and not at all without `expires_in`). Concurrent calls
-//! of one caller for one grant wait for one exchange. Any failure — no subject token, the
-//! endpoint unreachable or refusing — fails the call before its tool starts; nothing falls
-//! back to another credential.
+//! `refresh_before` ahead of its expiry (and not at all without `expires_in`), and never past
+//! the subject token's own `exp`. Concurrent calls of one caller for one grant wait for one
+//! exchange, and a failed one is remembered for [`FAILED_KEEP`], so its waiters fail at once
+//! with its reason instead of each trying again. A call's exchanges run together, under one
+//! deadline (`timeout`). Any failure — no subject token, the endpoint unreachable, slow or
+//! refusing — fails the call before it is admitted; nothing falls back to another credential.
 
 mod exchange;
 
@@ -39,14 +41,23 @@ use crate::secrets::Secrets;
 pub struct SubjectToken {
     token: Arc<Zeroizing<String>>,
     digest: [u8; 32],
+    /// Its `exp`, in seconds since the epoch: a token exchanged for it is not kept past it.
+    expires: Option<u64>,
 }
 
 impl SubjectToken {
-    pub fn new(token: &str) -> Self {
+    pub fn new(token: &str, expires: Option<u64>) -> Self {
         Self {
             digest: Sha256::digest(token.as_bytes()).into(),
             token: Arc::new(Zeroizing::new(token.to_string())),
+            expires,
         }
+    }
+
+    /// How much longer the token is valid, if it says.
+    fn remaining(&self) -> Option<Duration> {
+        self.expires
+            .map(|exp| Duration::from_secs(exp.saturating_sub(crate::time::now_ms() / 1000)))
     }
 
     fn expose(&self) -> &str {
@@ -157,23 +168,85 @@ pub struct ExchangeConfig {
     pub refresh_before: Duration,
     /// Tokens kept at most; past it, expired ones go, and if none had, all of them.
     pub max_cached: usize,
+    /// What grants may ask tokens for.
+    pub ceiling: ExchangeCeiling,
+}
+
+/// The operator's ceiling on what a decision may ask tokens for (`[token_exchange]`
+/// `audiences`, `resources`, `scopes`): each list, when given, holds every value a grant may
+/// name; a grant beyond it is refused like any grant beyond `[ceilings]`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExchangeCeiling {
+    pub audiences: Option<std::collections::BTreeSet<String>>,
+    pub resources: Option<std::collections::BTreeSet<String>>,
+    pub scopes: Option<std::collections::BTreeSet<String>>,
+}
+
+impl ExchangeCeiling {
+    /// Why `spec` asks for more than the ceiling allows, if it does.
+    pub fn beyond(&self, spec: &ExchangeSpec) -> Option<String> {
+        let outside = |allowed: &Option<std::collections::BTreeSet<String>>, value: &str| {
+            allowed.as_ref().is_some_and(|a| !a.contains(value))
+        };
+        if let Some(audience) = &spec.audience
+            && outside(&self.audiences, audience)
+        {
+            return Some(format!(
+                "inject.exchange asks for a token for audience `{audience}`, which is not in token_exchange.audiences"
+            ));
+        }
+        if let Some(resource) = &spec.resource
+            && outside(&self.resources, resource)
+        {
+            return Some(format!(
+                "inject.exchange asks for a token for resource `{resource}`, which is not in token_exchange.resources"
+            ));
+        }
+        let scopes = spec.scope.as_deref().unwrap_or_default().split(' ');
+        if let Some(scope) = scopes
+            .filter(|s| !s.is_empty())
+            .find(|s| outside(&self.scopes, s))
+        {
+            return Some(format!(
+                "inject.exchange asks for scope `{scope}`, which is not in token_exchange.scopes"
+            ));
+        }
+        None
+    }
 }
 
 /// A token is kept at most this long (s), whatever its `expires_in` says.
 const MAX_KEEP_S: u64 = 24 * 3600;
 
-/// A token of the cache.
-struct Cached {
-    token: Zeroizing<String>,
-    /// Past this, it is exchanged again.
-    fresh_until: Instant,
+/// A failed exchange is remembered this long: the calls that waited for it, and those right
+/// after, get its reason without asking the endpoint again.
+pub const FAILED_KEEP: Duration = Duration::from_secs(2);
+
+/// What the cache holds for a key.
+enum Held {
+    /// A token, exchanged again past `fresh_until`.
+    Token {
+        token: Zeroizing<String>,
+        fresh_until: Instant,
+    },
+    /// A failed exchange, and why; asked again past `until`.
+    Failed { reason: String, until: Instant },
+}
+
+impl Held {
+    fn until(&self) -> Instant {
+        match self {
+            Self::Token { fresh_until, .. } => *fresh_until,
+            Self::Failed { until, .. } => *until,
+        }
+    }
 }
 
 /// The subject token's digest and the grant's spec: one token each.
 type Key = ([u8; 32], ExchangeSpec);
 
 /// One slot per key; its lock makes concurrent callers wait for one exchange.
-type Slot = Arc<tokio::sync::Mutex<Option<Cached>>>;
+type Slot = Arc<tokio::sync::Mutex<Option<Held>>>;
 
 /// The token exchange client and its cache.
 pub struct Delegation {
@@ -212,6 +285,11 @@ impl Delegation {
         })
     }
 
+    /// What grants may ask tokens for.
+    pub fn ceiling(&self) -> &ExchangeCeiling {
+        &self.config.ceiling
+    }
+
     /// The secret the gateway authenticates with: never granted or injected into a call.
     pub fn client_secret_name(&self) -> &str {
         &self.config.client_secret
@@ -229,12 +307,19 @@ impl Delegation {
                 specs.first().map(|s| s.name()).unwrap_or_default()
             ));
         };
-        let mut tokens = Vec::with_capacity(specs.len());
-        for spec in specs {
+        let all = futures::future::try_join_all(specs.iter().map(|spec| async move {
             let token = self.token(spec, subject).await?;
-            tokens.push((spec.name(), token));
-        }
-        Ok(tokens)
+            Ok::<_, String>((spec.name(), token))
+        }));
+        // The endpoint's own timeout bounds each request; this bounds the wait for a slot too.
+        tokio::time::timeout(self.config.timeout, all)
+            .await
+            .unwrap_or_else(|_| {
+                Err(format!(
+                    "token exchange: no token within {} ms",
+                    self.config.timeout.as_millis()
+                ))
+            })
     }
 
     fn slot(&self, key: Key) -> Slot {
@@ -244,7 +329,7 @@ impl Delegation {
             // Slots in use (locked) are kept; stale and empty ones go.
             cache.retain(|_, slot| {
                 slot.try_lock()
-                    .map_or(true, |c| c.as_ref().is_some_and(|c| c.fresh_until > now))
+                    .map_or(true, |c| c.as_ref().is_some_and(|c| c.until() > now))
             });
             if cache.len() >= self.config.max_cached {
                 cache.clear();
@@ -259,13 +344,16 @@ impl Delegation {
         subject: &SubjectToken,
     ) -> Result<Zeroizing<String>, String> {
         let slot = self.slot((subject.digest, spec.clone()));
-        let mut cached = slot.lock().await;
-        if let Some(c) = cached.as_ref()
-            && c.fresh_until > Instant::now()
-        {
-            return Ok(c.token.clone());
+        let mut held = slot.lock().await;
+        match held.as_ref() {
+            Some(Held::Token { token, fresh_until }) if *fresh_until > Instant::now() => {
+                return Ok(token.clone());
+            }
+            Some(Held::Failed { reason, until }) if *until > Instant::now() => {
+                return Err(reason.clone());
+            }
+            _ => *held = None,
         }
-        *cached = None;
         let started = Instant::now();
         let issued = exchange::request(
             &self.endpoint,
@@ -276,11 +364,22 @@ impl Delegation {
             self.config.timeout,
         )
         .await
-        .map_err(|e| format!("token exchange for {}: {e}", spec.name()))?;
+        .map_err(|e| format!("token exchange for {}: {e}", spec.name()));
+        let issued = match issued {
+            Ok(issued) => issued,
+            Err(reason) => {
+                *held = Some(Held::Failed {
+                    reason: reason.clone(),
+                    until: Instant::now() + FAILED_KEEP,
+                });
+                return Err(reason);
+            }
+        };
         let keep = issued
             .expires_in
             .map(|s| Duration::from_secs(s.min(MAX_KEEP_S)))
             .map(|d| d.saturating_sub(self.config.refresh_before))
+            .map(|keep| subject.remaining().map_or(keep, |left| keep.min(left)))
             .filter(|keep| !keep.is_zero());
         tracing::info!(
             token_for = %spec.name(),
@@ -290,7 +389,7 @@ impl Delegation {
             "exchanged the caller's access token"
         );
         if let Some(keep) = keep {
-            *cached = Some(Cached {
+            *held = Some(Held::Token {
                 token: issued.token.clone(),
                 fresh_until: started + keep,
             });

@@ -79,14 +79,19 @@ async fn endpoint(expires_in: i64, delay: Duration) -> (String, Arc<AtomicUsize>
 }
 
 fn delegation(url: &str, secret: &'static str) -> Delegation {
+    within(url, secret, Duration::from_secs(5))
+}
+
+fn within(url: &str, secret: &'static str, timeout: Duration) -> Delegation {
     let (secrets, _) = Secrets::load(vec![("EXCHANGE".into(), Box::new(Fixed(secret)))]).unwrap();
     let config = ExchangeConfig {
         token_endpoint: url.to_string(),
         client_id: "gw".into(),
         client_secret: "EXCHANGE".into(),
-        timeout: Duration::from_secs(5),
+        timeout,
         refresh_before: Duration::from_secs(30),
         max_cached: 100,
+        ceiling: ExchangeCeiling::default(),
     };
     Delegation::new(&config, &secrets).unwrap()
 }
@@ -109,8 +114,8 @@ async fn tokens_are_cached_per_subject_and_grant_until_shortly_before_they_expir
     let (url, count) = endpoint(300, Duration::ZERO).await;
     let d = delegation(&url, CLIENT_SECRET);
     let (ada, bo) = (
-        SubjectToken::new("ada-token"),
-        SubjectToken::new("bo-token"),
+        SubjectToken::new("ada-token", None),
+        SubjectToken::new("bo-token", None),
     );
     let api = spec("https://api");
     let first = one(&d, &api, &ada).await;
@@ -137,7 +142,7 @@ async fn tokens_are_cached_per_subject_and_grant_until_shortly_before_they_expir
 async fn concurrent_calls_of_one_caller_share_one_exchange() {
     let (url, count) = endpoint(300, Duration::from_millis(50)).await;
     let d = Arc::new(delegation(&url, CLIENT_SECRET));
-    let ada = SubjectToken::new("ada-token");
+    let ada = SubjectToken::new("ada-token", None);
     let calls: Vec<_> = (0..16)
         .map(|_| {
             let (d, ada) = (d.clone(), ada.clone());
@@ -151,10 +156,10 @@ async fn concurrent_calls_of_one_caller_share_one_exchange() {
 }
 
 #[tokio::test]
-async fn refusals_and_missing_subjects_fail_with_the_reason_and_are_not_cached() {
+async fn refusals_and_missing_subjects_fail_with_the_reason_remembered_briefly() {
     let (url, count) = endpoint(300, Duration::ZERO).await;
     let d = delegation(&url, CLIENT_SECRET);
-    let ada = SubjectToken::new("ada-secret-token");
+    let ada = SubjectToken::new("ada-secret-token", None);
     for _ in 0..2 {
         let e = d
             .tokens(&[&spec("nobody")], Some(&ada))
@@ -167,7 +172,18 @@ async fn refusals_and_missing_subjects_fail_with_the_reason_and_are_not_cached()
             "the subject token is in {e}"
         );
     }
-    assert_eq!(count.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        1,
+        "a refusal was asked again at once"
+    );
+    tokio::time::sleep(FAILED_KEEP + Duration::from_millis(100)).await;
+    assert!(d.tokens(&[&spec("nobody")], Some(&ada)).await.is_err());
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        2,
+        "a refusal was remembered too long"
+    );
     // An endpoint that hands the caller's own token back: it never goes upstream.
     let e = d.tokens(&[&spec("echo")], Some(&ada)).await.err().unwrap();
     assert!(e.contains("the caller's own token"), "{e}");
@@ -195,6 +211,74 @@ async fn refusals_and_missing_subjects_fail_with_the_reason_and_are_not_cached()
         .err()
         .unwrap();
     assert!(e.contains("could not be reached"), "{e}");
+}
+
+#[tokio::test]
+async fn a_failing_endpoint_fails_every_waiter_at_once_and_a_slow_one_within_the_deadline() {
+    // 16 calls wait on one exchange that is refused after 200 ms: one request, 16 failures,
+    // none of them asking again (which would take 16 × 200 ms).
+    let (url, count) = endpoint(300, Duration::from_millis(200)).await;
+    let d = Arc::new(delegation(&url, CLIENT_SECRET));
+    let ada = SubjectToken::new("ada-token", None);
+    let started = Instant::now();
+    let calls: Vec<_> = (0..16)
+        .map(|_| {
+            let (d, ada) = (d.clone(), ada.clone());
+            tokio::spawn(async move { d.tokens(&[&spec("nobody")], Some(&ada)).await })
+        })
+        .collect();
+    for call in calls {
+        let e = call.await.unwrap().err().unwrap();
+        assert!(e.contains("invalid_target"), "{e}");
+    }
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // An endpoint slower than the deadline: the call fails at the deadline, saying so, and
+    // two grants' exchanges run together (one deadline, not one each).
+    let (url, _) = endpoint(300, Duration::from_secs(30)).await;
+    let slow = within(&url, CLIENT_SECRET, Duration::from_millis(300));
+    let started = Instant::now();
+    let e = slow
+        .tokens(&[&spec("https://a"), &spec("https://b")], Some(&ada))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("within 300 ms"), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_token_is_not_kept_past_the_subject_tokens_expiry() {
+    let (url, count) = endpoint(3600, Duration::ZERO).await;
+    let d = delegation(&url, CLIENT_SECRET);
+    let now = crate::time::now_ms() / 1000;
+    // The caller's token expires in 1 s: the exchanged one (valid 1 h) is kept 1 s at most.
+    let ada = SubjectToken::new("ada-token", Some(now + 1));
+    let api = spec("https://api");
+    one(&d, &api, &ada).await;
+    one(&d, &api, &ada).await;
+    assert_eq!(count.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    one(&d, &api, &ada).await;
+    assert_eq!(
+        count.load(Ordering::SeqCst),
+        2,
+        "kept past the subject's exp"
+    );
+    // One already expired: not kept at all.
+    let bo = SubjectToken::new("bo-token", Some(now.saturating_sub(5)));
+    one(&d, &api, &bo).await;
+    one(&d, &api, &bo).await;
+    assert_eq!(count.load(Ordering::SeqCst), 4);
 }
 
 #[test]
@@ -249,7 +333,7 @@ fn specs_are_checked_and_named() {
         assert!(e.contains(why), "{bad:?}: {e}");
     }
     assert_eq!(
-        format!("{:?}", SubjectToken::new("ada-token")),
+        format!("{:?}", SubjectToken::new("ada-token", None)),
         "SubjectToken([redacted])"
     );
 }

@@ -215,6 +215,23 @@ impl HttpRule {
             None => None,
             Some(inject) => Some(compile_inject(inject).map_err(&fail)?),
         };
+        if let Some(resource) = inject
+            .as_ref()
+            .and_then(|i| i.exchange.as_ref())
+            .and_then(|e| e.resource.as_deref())
+        {
+            // RFC 8707: the token is for the resource at that URI; it goes there and nowhere
+            // else (a logical `audience` names no host, so the grant's host is all there is).
+            let at = resource
+                .parse::<http::Uri>()
+                .ok()
+                .and_then(|u| u.host().map(|h| parse_host(h.trim_matches(['[', ']']))));
+            if !matches!(at, Some(Ok(ref h)) if host.matches(h)) {
+                return Err(fail(format!(
+                    "inject.exchange.resource `{resource}` is not on this grant's host: a token for a resource goes only to that resource"
+                )));
+            }
+        }
         Ok(Self {
             host,
             https,

@@ -193,6 +193,26 @@ fn an_exchanged_token_goes_by_what_it_is_for() {
 }
 
 #[test]
+fn a_token_for_a_resource_goes_only_to_that_resource() {
+    for ok in [
+        r#"{"host": "orders.example", "inject": {"header": "Authorization", "exchange": {"resource": "https://orders.example/api"}}}"#,
+        r#"{"host": "*.corp.example", "inject": {"header": "Authorization", "exchange": {"resource": "https://orders.corp.example/"}}}"#,
+        r#"{"host": "127.0.0.1", "inject": {"header": "Authorization", "exchange": {"resource": "http://127.0.0.1:8091"}}}"#,
+    ] {
+        rule(ok);
+    }
+    for bad in [
+        r#"{"host": "evil.example", "inject": {"header": "Authorization", "exchange": {"resource": "https://orders.example/"}}}"#,
+        r#"{"host": "*.corp.example", "inject": {"header": "Authorization", "exchange": {"resource": "https://corp.example/"}}}"#,
+        r#"{"host": "orders.example.evil", "inject": {"header": "Authorization", "exchange": {"audience": "a", "resource": "https://orders.example/"}}}"#,
+    ] {
+        let g: HttpGrant = serde_json::from_str(bad).unwrap();
+        let e = HttpRule::compile(&g).unwrap_err();
+        assert!(e.contains("not on this grant's host"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn the_short_cli_form_parses() {
     let g = parse_cli_grant("http://127.0.0.1:8091/v1/,GET,POST").unwrap();
     assert_eq!(g.host, "127.0.0.1");

@@ -49,6 +49,10 @@ pub enum GateError {
     InDoubt { key: String, since: Secs },
     #[error("{message}")]
     RateLimited { limit: Exceeded, message: String },
+    /// The credential the policy grants could not be obtained for the caller (token
+    /// exchange): nothing ran, no approval or rate was used, and a key taken is free again.
+    #[error("no delegated credential, so the call did not run: {0}")]
+    Delegation(String),
     /// The governance store failed: the call does not run (fail closed).
     #[error("the gateway's state store failed, so the call did not run: {0}")]
     State(String),

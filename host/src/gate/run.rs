@@ -1,4 +1,5 @@
-//! The stages after the decision: gate → idempotency → approval → rate → run → record.
+//! The stages after the decision: gate → idempotency → approval → delegate → admit → rate →
+//! run → record.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -176,6 +177,13 @@ impl Gateway {
             gated = self.gate_or_deny(principal, &plan)?;
         }
         let Gated { limits, charges } = gated;
+        // Before admission, the rate and the key's run: a slow or failing token endpoint holds
+        // no slot, uses no rate or approval, and leaves the key free for a retry.
+        let delegated = self
+            .runner
+            .delegate(&plan.decision.grants, plan.context.subject_token.as_ref())
+            .await
+            .map_err(GateError::Delegation)?;
         let ticket = self
             .runner
             .admit(&principal.id, &limits)
@@ -231,7 +239,7 @@ impl Gateway {
                 &plan.decision.grants,
                 &limits,
                 notify,
-                plan.context.subject_token.as_ref(),
+                &delegated,
             )
             .await;
         drop(running);

@@ -204,7 +204,8 @@ impl Identity {
             Some(oauth) => {
                 let mut caller = oauth.verifier.verify(token).await?;
                 if oauth.delegates {
-                    caller.subject = Some(SubjectToken::new(token));
+                    let expires = caller.principal.claims.get("exp").and_then(|v| v.as_u64());
+                    caller.subject = Some(SubjectToken::new(token, expires));
                 }
                 Ok(caller)
             }

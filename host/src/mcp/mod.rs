@@ -228,6 +228,7 @@ pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, 
             error @ (GateError::Arguments(_)
             | GateError::Schema(_)
             | GateError::BadKey(_)
+            | GateError::Delegation(_)
             | GateError::State(_)
             | GateError::Unrecorded(_)),
         ) => Ok(CallToolResult::error(vec![ContentBlock::text(

@@ -102,8 +102,6 @@ pub enum RunError {
     #[error("invalid grant: {0}")]
     Grant(String),
     /// A credential to be exchanged for the caller could not be had; the tool did not start.
-    #[error("no delegated credential: {0}")]
-    Delegation(String),
     #[error(transparent)]
     Limit(#[from] LimitExceeded),
     #[error("the tool crashed: {0}")]
@@ -126,7 +124,7 @@ pub fn outcome_name(outcome: &Result<CallOutput, RunError>) -> &'static str {
         Err(RunError::Tool { .. }) => "tool_error",
         Err(RunError::Trap(_)) => "trap",
         Err(RunError::Busy(_)) => "busy",
-        Err(RunError::Grant(_) | RunError::Delegation(_) | RunError::Internal(_)) => "error",
+        Err(RunError::Grant(_) | RunError::Internal(_)) => "error",
     }
 }
 
@@ -305,16 +303,27 @@ impl Runner {
     ) -> RunReport {
         match self.admitter.admit_now(limits.memory_bytes) {
             Ok(ticket) => {
-                self.call_admitted(ticket, pre, name, input, grants, limits, None, None)
+                let none = CallSecrets::default();
+                self.call_admitted(ticket, pre, name, input, grants, limits, None, &none)
                     .await
             }
             Err(busy) => RunReport::failed(busy.into(), Instant::now()),
         }
     }
 
+    /// The tokens `grants` asks to be exchanged for the caller `subject`, or why there are
+    /// none: the one step of a call that waits on the network, done before it is admitted.
+    pub async fn delegate(
+        &self,
+        grants: &Grants,
+        subject: Option<&crate::delegation::SubjectToken>,
+    ) -> Result<CallSecrets, String> {
+        self.capabilities.delegate(grants, subject).await
+    }
+
     /// [`Self::call`] for an admitted call; the ticket is given back when the call ends.
-    /// Progress and log notices go to `notify`, if given; `subject` is the caller's access
-    /// token, for grants that inject a token exchanged for it.
+    /// Progress and log notices go to `notify`, if given; `delegated` holds the tokens
+    /// exchanged for the caller ([`Self::delegate`]), for grants that inject one.
     #[allow(clippy::too_many_arguments)]
     pub async fn call_admitted(
         &self,
@@ -325,7 +334,7 @@ impl Runner {
         grants: &Grants,
         limits: &Limits,
         notify: Option<Notify>,
-        subject: Option<&crate::delegation::SubjectToken>,
+        delegated: &CallSecrets,
     ) -> RunReport {
         let started = Instant::now();
         let instantiating = tracing::info_span!(target: STAGE, "instantiate");
@@ -335,11 +344,7 @@ impl Runner {
             portcullis.fuel = tracing::field::Empty,
             portcullis.outcome = tracing::field::Empty,
         );
-        let delegated = match self.capabilities.delegate(grants, subject).await {
-            Ok(delegated) => delegated,
-            Err(e) => return RunReport::failed(RunError::Delegation(e), started),
-        };
-        let made = instantiating.in_scope(|| self.store(grants, &delegated, limits, notify));
+        let made = instantiating.in_scope(|| self.store(grants, delegated, limits, notify));
         let (mut store, (stdout, stderr)) = match made {
             Ok(parts) => parts,
             Err(e) => return RunReport::failed(e, started),
