@@ -84,11 +84,31 @@ impl<'de> Visitor<'de> for Unique {
 /// `Err` naming the first duplicate key in `bytes`. Text that is not JSON passes: whoever
 /// parses it next reports that, in its own words.
 pub fn check_unique_keys(bytes: &[u8]) -> Result<(), String> {
+    match check(bytes) {
+        Err(Problem::Duplicate(e)) => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// What is wrong with a document, found in one pass that builds nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// Valid JSON with a repeated key (named).
+    Duplicate(String),
+    /// Not one JSON value: truncated, malformed, empty or followed by more text.
+    Syntax(String),
+}
+
+/// Whether `bytes` is exactly one JSON value with no repeated key.
+pub fn check(bytes: &[u8]) -> Result<(), Problem> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     // The caller has already bounded the depth; serde's own recursion guard stays on as well.
     match Unique.deserialize(&mut deserializer) {
-        Err(e) if e.is_data() => Err(e.to_string()),
-        _ => Ok(()),
+        Err(e) if e.is_data() => Err(Problem::Duplicate(e.to_string())),
+        Err(e) => Err(Problem::Syntax(e.to_string())),
+        Ok(()) => deserializer
+            .end()
+            .map_err(|e| Problem::Syntax(e.to_string())),
     }
 }
 
@@ -108,5 +128,19 @@ mod tests {
             check_unique_keys(br#"{"a": 1, "a"#).is_ok(),
             "not JSON: for the parser to say"
         );
+    }
+
+    #[test]
+    fn text_that_is_not_one_json_value_is_a_syntax_problem() {
+        use super::{Problem, check};
+        assert_eq!(check(br#" {"a": [1, 2]} "#), Ok(()));
+        for bad in [&b""[..], b"  ", b"not json", br#"{"a": 1"#, br#"{"a": 1} {"b": 2}"#, b"[1,]"] {
+            assert!(
+                matches!(check(bad), Err(Problem::Syntax(_))),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert!(matches!(check(br#"{"a":1,"a":2}"#), Err(Problem::Duplicate(_))));
     }
 }

@@ -21,6 +21,7 @@ mod hostile;
 mod idempotency;
 mod identity;
 mod issuer;
+mod jsonrpc;
 mod mcp;
 mod ops;
 mod otlp;

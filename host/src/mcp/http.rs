@@ -52,6 +52,8 @@ pub use crate::identity::token_hash;
 struct FrontDoor {
     allowed_hosts: Vec<String>,
     allowed_origins: Vec<String>,
+    /// Served over TLS: the scheme of this server's own origin.
+    secure: bool,
     identity: Identity,
     caps: MessageCaps,
     /// Request bodies in flight, in KiB: parsing arguments costs host memory before admission.
@@ -86,6 +88,13 @@ fn plain(status: StatusCode, message: &str) -> Response<Body> {
     response
 }
 
+/// 400 with a JSON-RPC error: the body was not one JSON-RPC message.
+fn bad_message(reply: String) -> Response<Body> {
+    let mut response = json_reply(reply);
+    *response.status_mut() = StatusCode::BAD_REQUEST;
+    response
+}
+
 fn json_reply(text: String) -> Response<Body> {
     let mut response = Response::new(Full::new(Bytes::from(text)).boxed());
     response.headers_mut().insert(
@@ -112,8 +121,28 @@ impl FrontDoor {
             .any(|allowed| allowed.eq_ignore_ascii_case(host) || allowed.eq_ignore_ascii_case(name))
     }
 
+    /// Whether `origin` is this server's own on loopback (`http://127.0.0.1:8080` with that
+    /// `Host`): a page there is served by this port, so by the gateway itself. A rebinding
+    /// page has its own name in `Host` and `Origin`, which the `Host` check refuses; names
+    /// other than loopback can share an origin with other apps behind one proxy, so they are
+    /// accepted only as listed.
+    fn own_origin(&self, origin: &str, host: &str) -> bool {
+        let scheme = if self.secure { "https" } else { "http" };
+        let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+        let loopback = matches!(
+            name.to_ascii_lowercase().as_str(),
+            "localhost" | "127.0.0.1" | "[::1]"
+        ) || host.eq_ignore_ascii_case("[::1]");
+        loopback
+            && origin
+                .strip_prefix(scheme)
+                .and_then(|rest| rest.strip_prefix("://"))
+                .is_some_and(|authority| authority.eq_ignore_ascii_case(host))
+    }
+
     /// The one check of where a request comes from (DNS rebinding, cross-origin browsers):
-    /// exactly one `Host`, in the allowed list; at most one `Origin`, in the allowed list;
+    /// exactly one `Host`, in the allowed list; at most one `Origin`, in the allowed list or
+    /// this server's own loopback origin ([`Self::own_origin`]);
     /// an origin-form request target (`/mcp`), never an absolute URL that would name another
     /// authority than the `Host` header. Nothing behind this checks again.
     fn check_origin(&self, request: &Request<Incoming>) -> Result<(), (StatusCode, &'static str)> {
@@ -131,16 +160,17 @@ impl FrontDoor {
                 "bad request: send exactly one Host header",
             ));
         };
-        if !host.to_str().is_ok_and(|host| self.host_allowed(host)) {
+        let Some(host) = host.to_str().ok().filter(|host| self.host_allowed(host)) else {
             return Err((StatusCode::FORBIDDEN, "forbidden: Host not allowed"));
-        }
+        };
         let mut origins = request.headers().get_all(hyper::header::ORIGIN).iter();
         match (origins.next(), origins.next()) {
             (None, _) => Ok(()),
             (Some(origin), None)
-                if origin
-                    .to_str()
-                    .is_ok_and(|origin| self.allowed_origins.iter().any(|o| o == origin)) =>
+                if origin.to_str().is_ok_and(|origin| {
+                    self.allowed_origins.iter().any(|o| o == origin)
+                        || self.own_origin(origin, host)
+                }) =>
             {
                 Ok(())
             }
@@ -254,7 +284,10 @@ impl FrontDoor {
                 );
             }
         };
-        let verdict = if complete {
+        let verdict = if parts.method != hyper::Method::POST {
+            // GET (the stream) and DELETE (the session) carry no message; rmcp answers them.
+            Verdict::Pass
+        } else if complete {
             precheck::check(&bytes, self.caps)
         } else {
             precheck::oversized(&bytes, self.caps)
@@ -266,6 +299,7 @@ impl FrontDoor {
                 }
             }
             Verdict::Refuse(Some(reply)) => return json_reply(reply),
+            Verdict::Malformed(reply) => return bad_message(reply),
             Verdict::Refuse(None) => {
                 return plain(
                     StatusCode::PAYLOAD_TOO_LARGE,
@@ -273,10 +307,25 @@ impl FrontDoor {
                 );
             }
         }
+        let json = parts
+            .headers
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().starts_with("application/json"));
+        let message = bytes.clone();
         let mut response = self
             .mcp
             .handle(Request::from_parts(parts, Full::new(bytes)))
             .await;
+        if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE && json {
+            // rmcp's answer to a JSON object that is no JSON-RPC message: the body was JSON,
+            // so it is a bad request, answered in JSON-RPC.
+            let reply = precheck::invalid(
+                &message,
+                "not a JSON-RPC message (a request has `jsonrpc`, `method` and `id`)",
+            );
+            response = bad_message(reply);
+        }
         if busy.raised() {
             // The JSON-RPC answer (a "busy, retry" tool error) stays the body.
             retry_later(&mut response);
@@ -342,6 +391,7 @@ pub async fn serve(
     let door = Arc::new(FrontDoor {
         allowed_hosts: config.http.allowed_hosts.clone(),
         allowed_origins: config.http.allowed_origins.clone(),
+        secure: tls.is_some(),
         identity,
         caps,
         inflight: Arc::new(Semaphore::new(

@@ -14,6 +14,7 @@ pub mod drain;
 mod hold;
 pub mod http;
 mod notices;
+mod params;
 pub mod precheck;
 pub mod stdio;
 pub mod tasks;
@@ -506,6 +507,22 @@ impl ServerHandler for Handler {
         let principal = self.principal(subscription.request_context())?;
         changes::listen(&self.gateway, &principal, self.transport, subscription).await;
         Ok(())
+    }
+
+    async fn on_custom_request(
+        &self,
+        request: rmcp::model::CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CustomResult, ErrorData> {
+        Err(
+            params::invalid(&request.method, request.params.as_ref()).unwrap_or_else(|| {
+                ErrorData::new(
+                    rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+                    format!("method not found: {}", request.method),
+                    None,
+                )
+            }),
+        )
     }
 
     async fn set_level(

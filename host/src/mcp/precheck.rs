@@ -1,9 +1,11 @@
-//! Checks on a raw JSON-RPC message before anything parses it: size and nesting depth.
+//! Checks on a raw JSON-RPC message before anything parses it: size, nesting depth, one JSON
+//! value without repeated keys, and one message (an object, not a batch).
 //!
-//! A message over either cap is answered here, with an error a model can read when it is a
+//! A message over a cap is answered here, with an error a model can read when it is a
 //! `tools/call` (and a JSON-RPC error otherwise), instead of being dropped by the protocol layer
 //! or overflowing a parser's recursion limit. The `id` and `method` are found by a tolerant scan
-//! that never builds the document.
+//! that never builds the document. Text that is not JSON gets -32700 and a batch or a non-object
+//! -32600, both with `id: null` (JSON-RPC 2.0 §5.1: the id could not be read).
 
 use serde_json::{Value, json};
 
@@ -106,17 +108,23 @@ fn refusal(prefix: &[u8], problem: &str) -> Option<String> {
     Some(response.to_string())
 }
 
-/// The JSON-RPC "invalid request" answer for a message with an id that could not be parsed.
-pub fn invalid(message: &[u8], problem: &str) -> Option<String> {
+/// JSON-RPC error codes (JSON-RPC 2.0 §5.1).
+const PARSE_ERROR: i32 = -32700;
+const INVALID_REQUEST: i32 = -32600;
+
+fn error_reply(id: Value, code: i32, message: String) -> String {
+    json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
+}
+
+/// The JSON-RPC "invalid request" answer for a JSON object that is not a JSON-RPC message,
+/// to its id if one can be read, else to `null`.
+pub fn invalid(message: &[u8], problem: &str) -> String {
     let (id, _) = scan_envelope(message);
-    id.map(|id| {
-        json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": { "code": -32600, "message": format!("invalid request: {problem}") }
-        })
-        .to_string()
-    })
+    error_reply(
+        id.unwrap_or(Value::Null),
+        INVALID_REQUEST,
+        format!("invalid request: {problem}"),
+    )
 }
 
 /// Outcome of checking one message.
@@ -126,6 +134,9 @@ pub enum Verdict {
     Pass,
     /// Over a cap: send this response (if any) instead.
     Refuse(Option<String>),
+    /// Not one JSON-RPC message (not JSON, a batch, not an object): this JSON-RPC error is the
+    /// answer (over HTTP with 400).
+    Malformed(String),
 }
 
 /// Checks a complete message.
@@ -141,11 +152,30 @@ pub fn check(message: &[u8], caps: MessageCaps) -> Verdict {
         );
         return Verdict::Refuse(refusal(message, &problem));
     }
-    if let Err(duplicate) = crate::ijson::check_unique_keys(message) {
-        let problem = format!("the message has a {duplicate}; every key must appear once");
-        return Verdict::Refuse(refusal(message, &problem));
+    match crate::ijson::check(message) {
+        Ok(()) => {}
+        Err(crate::ijson::Problem::Duplicate(duplicate)) => {
+            let problem = format!("the message has a {duplicate}; every key must appear once");
+            return Verdict::Refuse(refusal(message, &problem));
+        }
+        Err(crate::ijson::Problem::Syntax(e)) => {
+            let message = format!("parse error: the message is not one JSON value ({e})");
+            return Verdict::Malformed(error_reply(Value::Null, PARSE_ERROR, message));
+        }
     }
-    Verdict::Pass
+    match message.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => Verdict::Pass,
+        Some(b'[') => Verdict::Malformed(error_reply(
+            Value::Null,
+            INVALID_REQUEST,
+            "invalid request: JSON-RPC batches are not supported (MCP has none since 2025-06-18); send one message at a time".into(),
+        )),
+        _ => Verdict::Malformed(error_reply(
+            Value::Null,
+            INVALID_REQUEST,
+            "invalid request: a JSON-RPC message is an object".into(),
+        )),
+    }
 }
 
 /// The verdict for a message known to exceed the byte cap, from its first bytes.
@@ -218,6 +248,30 @@ mod tests {
             check(br#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#, CAPS),
             Verdict::Pass
         );
+    }
+
+    #[test]
+    fn what_is_not_one_message_gets_a_json_rpc_error_to_null() {
+        for (text, code, why) in [
+            (&b"not json"[..], -32700, "parse error"),
+            (br#"{"jsonrpc":"2.0","id":1,"method":"ping""#, -32700, "parse error"),
+            (b"", -32700, "parse error"),
+            (br#"[{"jsonrpc":"2.0","id":2,"method":"ping"}]"#, -32600, "batches are not supported"),
+            (b"[]", -32600, "batches"),
+            (b"42", -32600, "is an object"),
+        ] {
+            let Verdict::Malformed(reply) = check(text, CAPS) else {
+                panic!("{:?} passed", String::from_utf8_lossy(text))
+            };
+            let v: Value = serde_json::from_str(&reply).unwrap();
+            assert_eq!(v["id"], Value::Null);
+            assert_eq!(v["error"]["code"], code, "{reply}");
+            assert!(v["error"]["message"].as_str().unwrap().contains(why), "{reply}");
+        }
+        let v: Value = serde_json::from_str(&invalid(br#"{"id":9,"x":1}"#, "no method")).unwrap();
+        assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!(9), json!(-32600)));
+        let v: Value = serde_json::from_str(&invalid(b"{}", "no method")).unwrap();
+        assert_eq!(v["id"], Value::Null);
     }
 
     #[test]

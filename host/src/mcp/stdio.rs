@@ -135,6 +135,9 @@ fn read_input<R: Read>(
             }
         };
         let complete = line.ends_with(b"\n");
+        if complete && line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
         let verdict = if !complete && read >= limit {
             // Too long: answer from its start, then skip the rest of the line.
             let verdict = precheck::oversized(&line, caps);
@@ -147,15 +150,16 @@ fn read_input<R: Read>(
         };
         let reply = match verdict {
             Verdict::Refuse(reply) => {
-                tracing::warn!("refused an incoming message over the size or depth cap");
+                tracing::warn!("refused an incoming message over a cap or with a repeated key");
                 reply
+            }
+            Verdict::Malformed(reply) => {
+                tracing::debug!("refused a line that is not one JSON-RPC message");
+                Some(reply)
             }
             Verdict::Pass => {
                 let text = line.strip_suffix(b"\n").unwrap_or(&line);
                 let text = text.strip_suffix(b"\r").unwrap_or(text);
-                if text.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
                 match serde_json::from_slice::<RxJsonRpcMessage<RoleServer>>(text) {
                     Ok(message) => {
                         if messages.blocking_send(message).is_err() {
@@ -167,7 +171,10 @@ fn read_input<R: Read>(
                         // The parser's message can quote the input: it goes back to the
                         // client, never to the log.
                         tracing::debug!("refused a message that is not JSON-RPC");
-                        precheck::invalid(text, &format!("not a valid JSON-RPC message: {e}"))
+                        Some(precheck::invalid(
+                            text,
+                            &format!("not a valid JSON-RPC message: {e}"),
+                        ))
                     }
                 }
             }

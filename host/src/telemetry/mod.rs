@@ -46,6 +46,11 @@ pub fn init(telemetry: Option<&TelemetryConfig>) -> anyhow::Result<()> {
     }
     let log = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal: files, pipes and log collectors get text.
+        .with_ansi(
+            std::io::IsTerminal::is_terminal(&std::io::stderr())
+                && std::env::var_os("NO_COLOR").is_none(),
+        )
         .with_target(false)
         .with_filter(filter);
     let export = telemetry.map(otlp::Export::start).transpose()?.flatten();
