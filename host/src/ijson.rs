@@ -134,13 +134,23 @@ mod tests {
     fn text_that_is_not_one_json_value_is_a_syntax_problem() {
         use super::{Problem, check};
         assert_eq!(check(br#" {"a": [1, 2]} "#), Ok(()));
-        for bad in [&b""[..], b"  ", b"not json", br#"{"a": 1"#, br#"{"a": 1} {"b": 2}"#, b"[1,]"] {
+        for bad in [
+            &b""[..],
+            b"  ",
+            b"not json",
+            br#"{"a": 1"#,
+            br#"{"a": 1} {"b": 2}"#,
+            b"[1,]",
+        ] {
             assert!(
                 matches!(check(bad), Err(Problem::Syntax(_))),
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
         }
-        assert!(matches!(check(br#"{"a":1,"a":2}"#), Err(Problem::Duplicate(_))));
+        assert!(matches!(
+            check(br#"{"a":1,"a":2}"#),
+            Err(Problem::Duplicate(_))
+        ));
     }
 }

@@ -175,9 +175,13 @@ pub trait Tool {
     fn call(input: Self::Input) -> Result<Output, Error>;
 }
 
-/// The JSON Schema of `T`, for [`Tool::output_schema`].
+/// The JSON Schema of `T`, for [`Tool::output_schema`] (and the input schema): JSON Schema
+/// 2020-12 without the spellings strict validators and some clients refuse ([`schema`]).
 pub fn schema_for<T: JsonSchema>() -> schemars::Schema {
-    schemars::SchemaGenerator::default().into_root_schema_for::<T>()
+    schemars::generate::SchemaSettings::draft2020_12()
+        .with_transform(schema::portable)
+        .into_generator()
+        .into_root_schema_for::<T>()
 }
 
 /// One item of a result's content.
@@ -316,6 +320,7 @@ pub mod log {
 }
 
 pub mod http;
+pub mod schema;
 
 /// The value of the secret `name`, if this call was granted it (`grants.secrets` in policy).
 ///

@@ -2,7 +2,8 @@
 //! silence or a plain-text 415: a line or body that is not JSON (-32700), a batch or a
 //! non-object (-32600), an object that is no JSON-RPC message (-32600), and a served method
 //! with params that do not fit it (-32602). The gateway's own loopback origin is accepted; a
-//! log written to a pipe has no colour codes.
+//! log written to a pipe has no colour codes; every example tool's schemas are ones a strict
+//! JSON Schema 2020-12 validator takes, without the spellings clients warn on.
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -11,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::Command;
 
-use crate::gateway::{ALICE, Options, binary, http_server, post, raw_http, setup};
+use crate::gateway::{ALICE, Options, binary, http_server, post, raw_http, setup, stdio_client};
 
 const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 
@@ -80,7 +81,10 @@ async fn stdio_answers_every_malformed_line_and_keeps_serving() {
             .expect("stdout closed");
         serde_json::from_str(&line).unwrap()
     };
-    stdin.write_all(format!("{INIT}\n").as_bytes()).await.unwrap();
+    stdin
+        .write_all(format!("{INIT}\n").as_bytes())
+        .await
+        .unwrap();
     assert_eq!(next().await["id"], 1);
     stdin
         .write_all(b"{\"jsonrpc\":\"2.0\",\"method\":\"notifications/initialized\"}\n\n")
@@ -98,7 +102,10 @@ async fn stdio_answers_every_malformed_line_and_keeps_serving() {
         .write_all(b"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\"}\n")
         .await
         .unwrap();
-    assert_eq!(next().await, json!({"jsonrpc": "2.0", "id": 9, "result": {}}));
+    assert_eq!(
+        next().await,
+        json!({"jsonrpc": "2.0", "id": 9, "result": {}})
+    );
     drop(stdin);
     let output = child.wait_with_output().await.unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -149,5 +156,74 @@ async fn http_answers_every_malformed_body_with_400_and_a_json_rpc_error() {
         );
     }
     let log = server.log.lock().unwrap().join("\n");
-    assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log: {log}"
+    );
+}
+
+/// Every schema object inside `value`, the value itself included.
+fn schemas<'a>(value: &'a Value, out: &mut Vec<&'a serde_json::Map<String, Value>>) {
+    match value {
+        Value::Object(map) => {
+            out.push(map);
+            map.values().for_each(|v| schemas(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| schemas(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn every_example_tools_schemas_are_portable() {
+    let s = setup(Options {
+        components: &["workspace", "data", "fetch", "ops"],
+        stdio_principal: "root",
+        ..Options::default()
+    });
+    let client = stdio_client(&s).await;
+    let tools = client.list_all_tools().await.unwrap();
+    assert!(tools.len() >= 10, "{}", tools.len());
+    for tool in &tools {
+        let input = Value::Object((*tool.input_schema).clone());
+        let output = tool
+            .output_schema
+            .as_ref()
+            .map(|s| Value::Object((**s).clone()));
+        for schema in std::iter::once(&input).chain(output.as_ref()) {
+            let name = &tool.name;
+            assert!(jsonschema::meta::is_valid(schema), "{name}: {schema}");
+            let mut all = Vec::new();
+            schemas(schema, &mut all);
+            for object in all {
+                if let Some(format) = object.get("format").and_then(Value::as_str) {
+                    assert!(
+                        [
+                            "date-time",
+                            "date",
+                            "time",
+                            "email",
+                            "hostname",
+                            "ipv4",
+                            "ipv6",
+                            "uri",
+                            "uuid"
+                        ]
+                        .contains(&format),
+                        "{name}: format {format} in {schema}"
+                    );
+                }
+                assert_ne!(
+                    object.get("items"),
+                    Some(&Value::Bool(true)),
+                    "{name}: {schema}"
+                );
+                assert!(
+                    !object.get("type").is_some_and(Value::is_array),
+                    "{name}: a type list in {schema}"
+                );
+            }
+        }
+    }
+    client.cancel().await.unwrap();
 }

@@ -50,7 +50,11 @@ mod tests {
         assert_eq!(e.code, rmcp::model::ErrorCode::INVALID_PARAMS);
         assert!(e.message.contains("missing field `name`"), "{}", e.message);
         let e = invalid("tools/call", Some(&json!({"name": "t", "arguments": [1]}))).unwrap();
-        assert!(e.message.contains("invalid params for tools/call"), "{}", e.message);
+        assert!(
+            e.message.contains("invalid params for tools/call"),
+            "{}",
+            e.message
+        );
         let e = invalid("tools/call", None).unwrap();
         assert!(e.message.contains("params are required"), "{}", e.message);
         assert!(invalid("resources/list", Some(&json!({}))).is_none());

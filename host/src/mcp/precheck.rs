@@ -254,9 +254,17 @@ mod tests {
     fn what_is_not_one_message_gets_a_json_rpc_error_to_null() {
         for (text, code, why) in [
             (&b"not json"[..], -32700, "parse error"),
-            (br#"{"jsonrpc":"2.0","id":1,"method":"ping""#, -32700, "parse error"),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"method":"ping""#,
+                -32700,
+                "parse error",
+            ),
             (b"", -32700, "parse error"),
-            (br#"[{"jsonrpc":"2.0","id":2,"method":"ping"}]"#, -32600, "batches are not supported"),
+            (
+                br#"[{"jsonrpc":"2.0","id":2,"method":"ping"}]"#,
+                -32600,
+                "batches are not supported",
+            ),
             (b"[]", -32600, "batches"),
             (b"42", -32600, "is an object"),
         ] {
@@ -266,10 +274,16 @@ mod tests {
             let v: Value = serde_json::from_str(&reply).unwrap();
             assert_eq!(v["id"], Value::Null);
             assert_eq!(v["error"]["code"], code, "{reply}");
-            assert!(v["error"]["message"].as_str().unwrap().contains(why), "{reply}");
+            assert!(
+                v["error"]["message"].as_str().unwrap().contains(why),
+                "{reply}"
+            );
         }
         let v: Value = serde_json::from_str(&invalid(br#"{"id":9,"x":1}"#, "no method")).unwrap();
-        assert_eq!((v["id"].clone(), v["error"]["code"].clone()), (json!(9), json!(-32600)));
+        assert_eq!(
+            (v["id"].clone(), v["error"]["code"].clone()),
+            (json!(9), json!(-32600))
+        );
         let v: Value = serde_json::from_str(&invalid(b"{}", "no method")).unwrap();
         assert_eq!(v["id"], Value::Null);
     }
