@@ -261,6 +261,22 @@ async fn scopes_are_required_per_request_and_per_tool() {
     // A body that hides its method (a batch) is refused, not guessed.
     let batch = format!("[{CALL_WRITE}]");
     assert_eq!(send(&server, &mcp, &batch).await.0, 400);
+    // A writer sees write_file listed only with the scope to call it.
+    let writer = |scope: &str| {
+        issuer.token(
+            "wes",
+            json!({"department": "research", "realm_access": {"roles": ["writer"]}, "scope": scope}),
+        )
+    };
+    let without = http_client(&server, &writer("mcp")).await;
+    let listed = tool_names(&without).await;
+    assert!(listed.contains(&"hash".to_string()), "{listed:?}");
+    assert!(!listed.contains(&"write_file".to_string()), "{listed:?}");
+    let with = http_client(&server, &writer("mcp files:write")).await;
+    assert!(tool_names(&with).await.contains(&"write_file".to_string()));
+    for client in [without, with] {
+        client.cancel().await.unwrap();
+    }
 }
 
 #[tokio::test]

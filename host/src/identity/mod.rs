@@ -43,6 +43,11 @@ pub struct Caller {
     pub subject: Option<SubjectToken>,
 }
 
+/// Tools a request's caller has not the scopes to call, by name (in the request's
+/// extensions, for `tools/list`).
+#[derive(Clone, Debug)]
+pub struct OutOfReach(pub Arc<BTreeSet<String>>);
+
 /// Why a request is refused at the front door.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
@@ -210,6 +215,18 @@ impl Identity {
                 Ok(caller)
             }
             None => Err(Refusal::Invalid("unknown token")),
+        }
+    }
+
+    /// The tools `caller` lacks the scopes for (`tool_scopes`), hidden from its `tools/list`;
+    /// `None` when there are none.
+    pub fn out_of_reach(&self, caller: &Caller) -> Option<OutOfReach> {
+        match (&self.oauth, &caller.scopes) {
+            (Some(oauth), Some(granted)) => {
+                let tools = oauth.scopes.out_of_reach(granted);
+                (!tools.is_empty()).then(|| OutOfReach(Arc::new(tools)))
+            }
+            _ => None,
         }
     }
 

@@ -45,6 +45,16 @@ impl ScopeRules {
         &self.every
     }
 
+    /// The tools with scopes of their own that `granted` lacks: a caller does not see them
+    /// listed, as it could not call them.
+    pub(super) fn out_of_reach(&self, granted: &BTreeSet<String>) -> BTreeSet<String> {
+        self.tools
+            .iter()
+            .filter(|(_, needs)| !needs.iter().all(|s| granted.contains(s)))
+            .map(|(tool, _)| tool.clone())
+            .collect()
+    }
+
     /// The scopes of `granted` missing for the request `body`; the body is read only if a
     /// method or tool has scopes of its own.
     pub(super) fn check(&self, granted: &BTreeSet<String>, body: &[u8]) -> Result<(), Refusal> {
@@ -105,6 +115,16 @@ mod tests {
 
     fn granted(s: &[&str]) -> BTreeSet<String> {
         s.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn tools_out_of_reach_are_those_whose_scopes_are_missing() {
+        let r = rules();
+        assert_eq!(
+            r.out_of_reach(&granted(&["mcp"])),
+            granted(&["write_file"])
+        );
+        assert!(r.out_of_reach(&granted(&["mcp", "files:write"])).is_empty());
     }
 
     fn missing(granted_: &[&str], body: &str) -> Vec<String> {

@@ -259,6 +259,9 @@ impl FrontDoor {
         if let Some(subject) = caller.subject.clone() {
             parts.extensions.insert(subject);
         }
+        if let Some(hidden) = self.identity.out_of_reach(&caller) {
+            parts.extensions.insert(hidden);
+        }
         let busy = BusySignal::default();
         parts.extensions.insert(busy.clone());
         // The token has done its job; nothing after this point (rmcp, handlers, their logs)

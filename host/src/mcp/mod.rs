@@ -450,10 +450,15 @@ impl ServerHandler for Handler {
         context: RequestContext<RoleServer>,
     ) -> Result<ListToolsResult, ErrorData> {
         let principal = self.principal(&context)?;
+        let hidden = context
+            .extensions
+            .get::<::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<crate::identity::OutOfReach>());
         let tools = self
             .gateway
             .visible_tools(&principal, self.transport)
             .iter()
+            .filter(|entry| hidden.is_none_or(|h| !h.0.contains(&entry.descriptor.name)))
             .map(|entry| mcp_tool(entry))
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
