@@ -120,10 +120,7 @@ mod tests {
     #[test]
     fn tools_out_of_reach_are_those_whose_scopes_are_missing() {
         let r = rules();
-        assert_eq!(
-            r.out_of_reach(&granted(&["mcp"])),
-            granted(&["write_file"])
-        );
+        assert_eq!(r.out_of_reach(&granted(&["mcp"])), granted(&["write_file"]));
         assert!(r.out_of_reach(&granted(&["mcp", "files:write"])).is_empty());
     }
 

@@ -312,6 +312,23 @@ fn approval_meta(a: &crate::state::Approval) -> Value {
 
 /// The agent's W3C trace context (`_meta.traceparent`, `_meta.tracestate`), if it sent a
 /// valid one; anything else starts a new trace, as the W3C specification says.
+/// Whether the request speaks a protocol version before 2026-07-28 (by its
+/// `MCP-Protocol-Version` header over HTTP — absent means 2025-03-26 — or the session's).
+fn legacy(context: &RequestContext<RoleServer>) -> bool {
+    const STATELESS: &str = "2026-07-28";
+    match context.extensions.get::<::http::request::Parts>() {
+        Some(parts) => parts
+            .headers
+            .get("mcp-protocol-version")
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|version| version < STATELESS),
+        None => context
+            .peer
+            .peer_info()
+            .is_some_and(|info| info.protocol_version < rmcp::model::ProtocolVersion::V_2026_07_28),
+    }
+}
+
 fn trace_context(context: &RequestContext<RoleServer>) -> Option<crate::telemetry::TraceContext> {
     let parent = context.meta.get("traceparent")?.as_str()?;
     let state = context.meta.get("tracestate").and_then(Value::as_str);
@@ -336,10 +353,13 @@ impl Handler {
         principal: Arc<Principal>,
         trace: Option<crate::telemetry::TraceContext>,
     ) -> Result<CallToolResponse, ErrorData> {
+        // Clients before 2026-07-28 set a level for a session, which stateless HTTP does not
+        // keep, and many never set one: they get info and above unless they asked otherwise.
         let level = context
             .meta
             .log_level()
-            .or_else(|| *self.log_level.lock().unwrap_or_else(|e| e.into_inner()));
+            .or_else(|| *self.log_level.lock().unwrap_or_else(|e| e.into_inner()))
+            .or_else(|| legacy(&context).then_some(LoggingLevel::Info));
         let delivery = notices::Delivery::start(
             context.peer.clone(),
             context.meta.get_progress_token(),
