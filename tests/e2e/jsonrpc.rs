@@ -3,7 +3,9 @@
 //! non-object (-32600), an object that is no JSON-RPC message (-32600), and a served method
 //! with params that do not fit it (-32602). The gateway's own loopback origin is accepted; a
 //! log written to a pipe has no colour codes; every example tool's schemas are ones a strict
-//! JSON Schema 2020-12 validator takes, without the spellings clients warn on.
+//! JSON Schema 2020-12 validator takes, without the spellings clients warn on; on 2026-07-28
+//! requests, `Mcp-Method` and `Mcp-Name` must agree with the body (what a proxy routes on is
+//! what runs).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -226,4 +228,40 @@ async fn every_example_tools_schemas_are_portable() {
         }
     }
     client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn routing_headers_must_agree_with_the_body() {
+    let s = setup(Options::default());
+    let server = http_server(&s).await;
+    let body = r#"{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"hash","arguments":{"text":"a"},"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28","io.modelcontextprotocol/clientInfo":{"name":"t","version":"1"},"io.modelcontextprotocol/clientCapabilities":{}}}}"#;
+    let send = async |headers: &str| {
+        let extra = format!("mcp-protocol-version: 2026-07-28\r\n{headers}");
+        raw_http(&server, &post(&server, ALICE, &extra, body)).await
+    };
+    let agreed = send("mcp-method: tools/call\r\nmcp-name: hash\r\n").await;
+    assert!(agreed.starts_with("HTTP/1.1 200"), "{agreed}");
+    assert!(agreed.contains(r#""isError":false"#), "{agreed}");
+    for (headers, why) in [
+        (
+            "mcp-method: tools/call\r\nmcp-name: write_file\r\n",
+            "Mcp-Name header `write_file`",
+        ),
+        (
+            "mcp-method: tools/list\r\nmcp-name: hash\r\n",
+            "Mcp-Method header `tools/list`",
+        ),
+        ("mcp-name: hash\r\n", "missing required Mcp-Method"),
+        ("mcp-method: tools/call\r\n", "Mcp-Name"),
+    ] {
+        let response = send(headers).await;
+        assert!(
+            response.starts_with("HTTP/1.1 400"),
+            "{headers}: {response}"
+        );
+        assert!(
+            response.contains("-32020") && response.contains(why),
+            "{headers}: {response}"
+        );
+    }
 }
