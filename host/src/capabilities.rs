@@ -464,7 +464,7 @@ mod tests {
     fn exchanged_tokens_need_token_exchange_and_its_credential_is_never_granted() {
         let grants: Grants = serde_json::from_value(serde_json::json!({
             "http": [{"host": "api.example", "inject": {"header": "Authorization",
-                "exchange": {"audience": "https://api.example"}}}],
+                "exchange": {"audience": "https://api.example", "scope": "read"}}}],
             "secrets": ["EX"],
         }))
         .unwrap();
@@ -514,6 +514,15 @@ mod tests {
             (
                 serde_json::json!({"audience": "https://api.example", "scope": "read write"}),
                 "scope `write`, which is not in token_exchange.scopes",
+            ),
+            // Leaving a listed field out does not step around its list.
+            (
+                serde_json::json!({"audience": "https://api.example"}),
+                "names no scope, but token_exchange.scopes is set",
+            ),
+            (
+                serde_json::json!({"resource": "https://api.example/", "scope": "read"}),
+                "token_exchange lists no resources",
             ),
         ] {
             let grants: Grants = serde_json::from_value(serde_json::json!({

@@ -3,12 +3,14 @@
 //! non-standard `format`s (`uint64`, `int32`, `double`…), `items: true`, and type lists such as
 //! `type: ["integer", "null"]`. [`portable`] rewrites them without changing what validates:
 //! the formats go (a `minimum` already says "unsigned"; formats are annotations in 2020-12),
-//! `items: true` goes (it allows anything, as no `items` does), and a nullable type becomes
-//! `anyOf: [{type: T, …}, {type: "null"}]`.
+//! `items: true` goes (it allows anything, as no `items` does — unless `unevaluatedItems` is
+//! beside it, where it counts), and a type list becomes `anyOf` of one `type` each. Every
+//! other keyword stays where it was: the type-specific ones (`minimum`, `properties`…) apply
+//! only to instances of their type anyway, and the rest (`enum`, `$ref`, `$defs`…) to all.
 
 use schemars::Schema;
 use schemars::transform::transform_subschemas;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 /// The formats of JSON Schema 2020-12 (§7.3): the only ones a strict validator knows.
 const STANDARD_FORMATS: [&str; 19] = [
@@ -33,19 +35,6 @@ const STANDARD_FORMATS: [&str; 19] = [
     "regex",
 ];
 
-/// Keywords that describe a schema rather than constrain it: they stay at the top when a
-/// nullable type is split into `anyOf`.
-const ANNOTATIONS: [&str; 8] = [
-    "$schema",
-    "title",
-    "description",
-    "default",
-    "examples",
-    "deprecated",
-    "readOnly",
-    "writeOnly",
-];
-
 /// Rewrites `schema` and every schema inside it (see the module docs).
 pub fn portable(schema: &mut Schema) {
     if let Some(object) = schema.as_object_mut() {
@@ -60,63 +49,36 @@ fn rewrite(object: &mut Map<String, Value>) {
     {
         object.remove("format");
     }
-    if object.get("items") == Some(&Value::Bool(true)) {
+    if object.get("items") == Some(&Value::Bool(true)) && !object.contains_key("unevaluatedItems") {
         object.remove("items");
     }
     let Some(Value::Array(types)) = object.get("type") else {
         return;
     };
-    let mut types: Vec<Value> = types.clone();
+    let mut types = types.clone();
     types.dedup();
-    let nullable = types.iter().any(|t| t == "null");
-    types.retain(|t| t != "null");
-    let branch_type = match types.as_slice() {
-        [] => Value::String("null".into()),
-        [one] if !nullable => {
-            object.insert("type".into(), one.clone());
-            return;
+    if let [one] = types.as_slice() {
+        object.insert("type".into(), one.clone());
+        return;
+    }
+    object.remove("type");
+    let choice = Value::Array(types.into_iter().map(|t| json!({ "type": t })).collect());
+    match object.remove("anyOf") {
+        // Both must hold: the existing `anyOf` and one of the types.
+        Some(existing) => {
+            let mut all = match object.remove("allOf") {
+                Some(Value::Array(all)) => all,
+                Some(other) => vec![other],
+                None => Vec::new(),
+            };
+            all.push(json!({ "anyOf": existing }));
+            all.push(json!({ "anyOf": choice }));
+            object.insert("allOf".into(), Value::Array(all));
         }
-        [one] => one.clone(),
-        _ => {
-            // Several non-null types (rare): one branch each, sharing the constraints.
-            let mut shared = take_constraints(object);
-            shared.remove("type");
-            let mut branches: Vec<Value> = types
-                .into_iter()
-                .map(|t| {
-                    let mut branch = shared.clone();
-                    branch.insert("type".into(), t);
-                    Value::Object(branch)
-                })
-                .collect();
-            if nullable {
-                branches.push(serde_json::json!({"type": "null"}));
-            }
-            object.insert("anyOf".into(), Value::Array(branches));
-            return;
+        None => {
+            object.insert("anyOf".into(), choice);
         }
-    };
-    let mut branch = take_constraints(object);
-    branch.insert("type".into(), branch_type);
-    object.insert(
-        "anyOf".into(),
-        Value::Array(vec![
-            Value::Object(branch),
-            serde_json::json!({"type": "null"}),
-        ]),
-    );
-}
-
-/// Moves every keyword but the annotations (and `x-` extensions) out of `object`.
-fn take_constraints(object: &mut Map<String, Value>) -> Map<String, Value> {
-    let keys: Vec<String> = object
-        .keys()
-        .filter(|k| !ANNOTATIONS.contains(&k.as_str()) && !k.starts_with("x-"))
-        .cloned()
-        .collect();
-    keys.into_iter()
-        .filter_map(|k| object.remove(&k).map(|v| (k, v)))
-        .collect()
+    }
 }
 
 #[cfg(test)]
@@ -178,9 +140,10 @@ mod tests {
         let limit = &value["properties"]["limit"];
         assert_eq!(
             limit["anyOf"],
-            json!([{"type": "integer", "minimum": 0}, {"type": "null"}]),
+            json!([{"type": "integer"}, {"type": "null"}]),
             "{limit}"
         );
+        assert_eq!(limit["minimum"], 0, "{limit}");
 
         // A strict 2020-12 validator takes the schema, and it accepts and refuses what the
         // Rust type does.
@@ -204,19 +167,57 @@ mod tests {
     }
 
     #[test]
-    fn several_types_with_null_keep_their_constraints() {
-        let mut schema: schemars::Schema =
-            json!({"type": ["string", "integer", "null"], "minLength": 1, "description": "d"})
-                .try_into()
-                .unwrap();
-        super::portable(&mut schema);
-        assert_eq!(
-            schema.as_value(),
-            &json!({"description": "d", "anyOf": [
-                {"type": "string", "minLength": 1},
-                {"type": "integer", "minLength": 1},
-                {"type": "null"},
-            ]})
-        );
+    fn what_validates_is_unchanged() {
+        let cases = [
+            (
+                json!({"type": ["string", "integer", "null"], "minLength": 2, "minimum": 3, "description": "d"}),
+                vec![
+                    json!("ab"),
+                    json!(3),
+                    json!(null),
+                    json!("a"),
+                    json!(2),
+                    json!(1.5),
+                    json!([]),
+                ],
+            ),
+            (
+                json!({"type": ["string", "null"], "enum": ["a", "b"]}),
+                vec![json!("a"), json!("c"), json!(null)],
+            ),
+            (
+                json!({"type": ["object", "null"], "anyOf": [{"required": ["a"]}, {"required": ["b"]}]}),
+                vec![json!({"a": 1}), json!({"c": 1}), json!(null), json!(1)],
+            ),
+            (
+                json!({"type": "array", "items": true, "prefixItems": [{"type": "integer"}]}),
+                vec![json!([1, "x"]), json!(["x"]), json!([])],
+            ),
+            (
+                json!({"type": "integer", "format": "uint64", "minimum": 0}),
+                vec![json!(1), json!(-1), json!("1")],
+            ),
+        ];
+        for (original, instances) in cases {
+            let mut schema: schemars::Schema = original.clone().try_into().unwrap();
+            super::portable(&mut schema);
+            let rewritten = schema.as_value();
+            assert!(jsonschema::meta::is_valid(rewritten), "{rewritten}");
+            let before = jsonschema::validator_for(&original).unwrap();
+            let after = jsonschema::validator_for(rewritten).unwrap();
+            for instance in &instances {
+                assert_eq!(
+                    before.is_valid(instance),
+                    after.is_valid(instance),
+                    "{instance} against {original} → {rewritten}"
+                );
+            }
+        }
+        // `items: true` stays where `unevaluatedItems` would count it.
+        let mut kept: schemars::Schema = json!({"items": true, "unevaluatedItems": false})
+            .try_into()
+            .unwrap();
+        super::portable(&mut kept);
+        assert_eq!(kept.as_value()["items"], json!(true));
     }
 }

@@ -56,8 +56,12 @@ impl SubjectToken {
 
     /// How much longer the token is valid, if it says.
     fn remaining(&self) -> Option<Duration> {
-        self.expires
-            .map(|exp| Duration::from_secs(exp.saturating_sub(crate::time::now_ms() / 1000)))
+        self.expires.map(|exp| {
+            Duration::from_millis(
+                exp.saturating_mul(1000)
+                    .saturating_sub(crate::time::now_ms()),
+            )
+        })
     }
 
     fn expose(&self) -> &str {
@@ -174,7 +178,9 @@ pub struct ExchangeConfig {
 
 /// The operator's ceiling on what a decision may ask tokens for (`[token_exchange]`
 /// `audiences`, `resources`, `scopes`): each list, when given, holds every value a grant may
-/// name; a grant beyond it is refused like any grant beyond `[ceilings]`.
+/// name, and a grant must then name one (a grant that leaves the scope out gets the endpoint's
+/// default scopes; one that names a resource while only audiences are listed names a target
+/// the operator did not list). A grant beyond it is refused like any grant beyond `[ceilings]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExchangeCeiling {
     pub audiences: Option<std::collections::BTreeSet<String>>,
@@ -185,35 +191,45 @@ pub struct ExchangeCeiling {
 impl ExchangeCeiling {
     /// Why `spec` asks for more than the ceiling allows, if it does.
     pub fn beyond(&self, spec: &ExchangeSpec) -> Option<String> {
-        let outside = |allowed: &Option<std::collections::BTreeSet<String>>, value: &str| {
-            allowed.as_ref().is_some_and(|a| !a.contains(value))
-        };
-        if let Some(audience) = &spec.audience
-            && outside(&self.audiences, audience)
-        {
-            return Some(format!(
-                "inject.exchange asks for a token for audience `{audience}`, which is not in token_exchange.audiences"
-            ));
+        let targets_listed = self.audiences.is_some() || self.resources.is_some();
+        for (kind, key, list, value) in [
+            ("audience", "audiences", &self.audiences, &spec.audience),
+            ("resource", "resources", &self.resources, &spec.resource),
+        ] {
+            match (list, value) {
+                (Some(list), Some(value)) if !list.contains(value) => {
+                    return Some(format!(
+                        "inject.exchange asks for a token for {kind} `{value}`, which is not in token_exchange.{key}"
+                    ));
+                }
+                (None, Some(value)) if targets_listed => {
+                    return Some(format!(
+                        "inject.exchange asks for a token for {kind} `{value}`, but token_exchange lists no {key}: only the targets it lists can be asked for"
+                    ));
+                }
+                _ => {}
+            }
         }
-        if let Some(resource) = &spec.resource
-            && outside(&self.resources, resource)
-        {
-            return Some(format!(
-                "inject.exchange asks for a token for resource `{resource}`, which is not in token_exchange.resources"
-            ));
-        }
-        let scopes = spec.scope.as_deref().unwrap_or_default().split(' ');
-        if let Some(scope) = scopes
-            .filter(|s| !s.is_empty())
-            .find(|s| outside(&self.scopes, s))
-        {
-            return Some(format!(
-                "inject.exchange asks for scope `{scope}`, which is not in token_exchange.scopes"
-            ));
+        if let Some(allowed) = &self.scopes {
+            let Some(scope) = spec.scope.as_deref() else {
+                return Some("inject.exchange names no scope, but token_exchange.scopes is set: a token with the endpoint's default scopes could carry more than the list".into());
+            };
+            if let Some(word) = scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .find(|s| !allowed.contains(*s))
+            {
+                return Some(format!(
+                    "inject.exchange asks for scope `{word}`, which is not in token_exchange.scopes"
+                ));
+            }
         }
         None
     }
 }
+
+/// A call's exchanges end this long after `timeout` at the latest.
+const DEADLINE_GRACE: Duration = Duration::from_millis(250);
 
 /// A token is kept at most this long (s), whatever its `expires_in` says.
 const MAX_KEEP_S: u64 = 24 * 3600;
@@ -307,17 +323,27 @@ impl Delegation {
                 specs.first().map(|s| s.name()).unwrap_or_default()
             ));
         };
-        let all = futures::future::try_join_all(specs.iter().map(|spec| async move {
-            let token = self.token(spec, subject).await?;
-            Ok::<_, String>((spec.name(), token))
-        }));
-        // The endpoint's own timeout bounds each request; this bounds the wait for a slot too.
-        tokio::time::timeout(self.config.timeout, all)
+        // All of them to the end (each is bounded), not to the first failure: a sibling cut
+        // off mid-request would leave no failure remembered for its waiters.
+        let all = async {
+            futures::future::join_all(specs.iter().map(|spec| async move {
+                let token = self.token(spec, subject).await?;
+                Ok::<_, String>((spec.name(), token))
+            }))
+            .await
+            .into_iter()
+            .collect::<Result<Vec<_>, String>>()
+        };
+        // Each request is bounded by `timeout`, and its failure is remembered for the calls
+        // that waited on it; this bounds the whole, waits for a slot included, a little later
+        // (so that a request's own timeout, not this, is what ends a slow one).
+        let deadline = self.config.timeout + DEADLINE_GRACE;
+        tokio::time::timeout(deadline, all)
             .await
             .unwrap_or_else(|_| {
                 Err(format!(
                     "token exchange: no token within {} ms",
-                    self.config.timeout.as_millis()
+                    deadline.as_millis()
                 ))
             })
     }

@@ -121,18 +121,16 @@ impl FrontDoor {
             .any(|allowed| allowed.eq_ignore_ascii_case(host) || allowed.eq_ignore_ascii_case(name))
     }
 
-    /// Whether `origin` is this server's own on loopback (`http://127.0.0.1:8080` with that
-    /// `Host`): a page there is served by this port, so by the gateway itself. A rebinding
-    /// page has its own name in `Host` and `Origin`, which the `Host` check refuses; names
-    /// other than loopback can share an origin with other apps behind one proxy, so they are
-    /// accepted only as listed.
+    /// Whether `origin` is this server's own on a loopback address (`http://127.0.0.1:8080`
+    /// with that `Host`): a page there was served by this address and port, which this
+    /// gateway holds. A rebinding page has its own name in `Host` and `Origin`, which the
+    /// `Host` check refuses. Names are accepted only as listed: `localhost` may resolve to
+    /// another address where another app holds the same port, and other names can share an
+    /// origin with other apps behind one proxy.
     fn own_origin(&self, origin: &str, host: &str) -> bool {
         let scheme = if self.secure { "https" } else { "http" };
         let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-        let loopback = matches!(
-            name.to_ascii_lowercase().as_str(),
-            "localhost" | "127.0.0.1" | "[::1]"
-        ) || host.eq_ignore_ascii_case("[::1]");
+        let loopback = name == "127.0.0.1" || name == "[::1]" || host == "[::1]";
         loopback
             && origin
                 .strip_prefix(scheme)

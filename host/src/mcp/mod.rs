@@ -310,8 +310,6 @@ fn approval_meta(a: &crate::state::Approval) -> Value {
     })
 }
 
-/// The agent's W3C trace context (`_meta.traceparent`, `_meta.tracestate`), if it sent a
-/// valid one; anything else starts a new trace, as the W3C specification says.
 /// Whether the request speaks a protocol version before 2026-07-28 (by its
 /// `MCP-Protocol-Version` header over HTTP — absent means 2025-03-26 — or the session's).
 fn legacy(context: &RequestContext<RoleServer>) -> bool {
@@ -329,6 +327,8 @@ fn legacy(context: &RequestContext<RoleServer>) -> bool {
     }
 }
 
+/// The agent's W3C trace context (`_meta.traceparent`, `_meta.tracestate`), if it sent a
+/// valid one; anything else starts a new trace, as the W3C specification says.
 fn trace_context(context: &RequestContext<RoleServer>) -> Option<crate::telemetry::TraceContext> {
     let parent = context.meta.get("traceparent")?.as_str()?;
     let state = context.meta.get("tracestate").and_then(Value::as_str);

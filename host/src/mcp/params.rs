@@ -28,7 +28,8 @@ pub fn invalid(method: &str, params: Option<&Value>) -> Option<ErrorData> {
     ))
 }
 
-/// Why `params` is not a `T`, in serde's words (which name the field, not the values).
+/// Why `params` is not a `T`, in serde's words (which name the field, and may quote a value
+/// of the request: it goes back to its sender only).
 fn problem<T: DeserializeOwned>(params: Option<&Value>) -> String {
     let Some(params) = params else {
         return "params are required".into();
