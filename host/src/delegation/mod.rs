@@ -16,13 +16,13 @@
 //! `refresh_before` ahead of its expiry (and not at all without `expires_in`), and never past
 //! the subject token's own `exp`. Concurrent calls of one caller for one grant wait for one
 //! exchange, and a failed one is remembered for [`FAILED_KEEP`], so its waiters fail at once
-//! with its reason instead of each trying again. A call's exchanges run together, under one
-//! deadline (`timeout`). Any failure — no subject token, the endpoint unreachable, slow or
+//! with its reason instead of each trying again. A call's exchanges run together, each bounded
+//! by `timeout` and all of them a little past it. Any failure — no subject token, the endpoint unreachable, slow or
 //! refusing — fails the call before it is admitted; nothing falls back to another credential.
 
 mod exchange;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -183,9 +183,9 @@ pub struct ExchangeConfig {
 /// the operator did not list). A grant beyond it is refused like any grant beyond `[ceilings]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ExchangeCeiling {
-    pub audiences: Option<std::collections::BTreeSet<String>>,
-    pub resources: Option<std::collections::BTreeSet<String>>,
-    pub scopes: Option<std::collections::BTreeSet<String>>,
+    pub audiences: Option<BTreeSet<String>>,
+    pub resources: Option<BTreeSet<String>>,
+    pub scopes: Option<BTreeSet<String>>,
 }
 
 impl ExchangeCeiling {

@@ -12,6 +12,8 @@
 
 mod jwks;
 mod scopes;
+
+pub use scopes::OutOfReach;
 mod token;
 
 use std::collections::{BTreeSet, HashMap};
@@ -42,11 +44,6 @@ pub struct Caller {
     /// tokens for callers (`[token_exchange]`); it goes to the token endpoint and nowhere else.
     pub subject: Option<SubjectToken>,
 }
-
-/// Tools a request's caller has not the scopes to call, by name (in the request's
-/// extensions, for `tools/list`).
-#[derive(Clone, Debug)]
-pub struct OutOfReach(pub Arc<BTreeSet<String>>);
 
 /// Why a request is refused at the front door.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -219,13 +216,10 @@ impl Identity {
     }
 
     /// The tools `caller` lacks the scopes for (`tool_scopes`), hidden from its `tools/list`;
-    /// `None` when there are none.
+    /// `None` when no tool has scopes of its own.
     pub fn out_of_reach(&self, caller: &Caller) -> Option<OutOfReach> {
         match (&self.oauth, &caller.scopes) {
-            (Some(oauth), Some(granted)) => {
-                let tools = oauth.scopes.out_of_reach(granted);
-                (!tools.is_empty()).then(|| OutOfReach(Arc::new(tools)))
-            }
+            (Some(oauth), Some(granted)) => oauth.scopes.out_of_reach(granted),
             _ => None,
         }
     }

@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
@@ -14,7 +15,26 @@ use crate::config::OAuthConfig;
 pub(super) struct ScopeRules {
     every: Vec<String>,
     methods: BTreeMap<String, Vec<String>>,
-    tools: BTreeMap<String, Vec<String>>,
+    /// Shared with every [`OutOfReach`] made from it.
+    tools: Arc<BTreeMap<String, Vec<String>>>,
+}
+
+/// Which tools a caller lacks the `tool_scopes` for: a caller does not see them listed, as it
+/// could not call them. Made per request at the cost of two reference counts; asked only by
+/// `tools/list`.
+#[derive(Clone, Debug)]
+pub struct OutOfReach {
+    granted: Arc<BTreeSet<String>>,
+    tools: Arc<BTreeMap<String, Vec<String>>>,
+}
+
+impl OutOfReach {
+    /// Whether `tool` needs a scope the caller lacks.
+    pub fn hides(&self, tool: &str) -> bool {
+        self.tools
+            .get(tool)
+            .is_some_and(|needs| !needs.iter().all(|s| self.granted.contains(s)))
+    }
 }
 
 #[derive(Deserialize)]
@@ -36,7 +56,7 @@ impl ScopeRules {
         Self {
             every: config.scopes.clone(),
             methods: config.method_scopes.clone(),
-            tools: config.tool_scopes.clone(),
+            tools: Arc::new(config.tool_scopes.clone()),
         }
     }
 
@@ -45,14 +65,12 @@ impl ScopeRules {
         &self.every
     }
 
-    /// The tools with scopes of their own that `granted` lacks: a caller does not see them
-    /// listed, as it could not call them.
-    pub(super) fn out_of_reach(&self, granted: &BTreeSet<String>) -> BTreeSet<String> {
-        self.tools
-            .iter()
-            .filter(|(_, needs)| !needs.iter().all(|s| granted.contains(s)))
-            .map(|(tool, _)| tool.clone())
-            .collect()
+    /// The tools `granted` lacks the scopes for; `None` when no tool has scopes of its own.
+    pub(super) fn out_of_reach(&self, granted: &Arc<BTreeSet<String>>) -> Option<OutOfReach> {
+        (!self.tools.is_empty()).then(|| OutOfReach {
+            granted: granted.clone(),
+            tools: self.tools.clone(),
+        })
     }
 
     /// The scopes of `granted` missing for the request `body`; the body is read only if a
@@ -109,7 +127,10 @@ mod tests {
         ScopeRules {
             every: vec!["mcp".into()],
             methods: BTreeMap::from([("tools/call".into(), vec!["mcp:call".into()])]),
-            tools: BTreeMap::from([("write_file".into(), vec!["files:write".into()])]),
+            tools: Arc::new(BTreeMap::from([(
+                "write_file".into(),
+                vec!["files:write".into()],
+            )])),
         }
     }
 
@@ -120,8 +141,12 @@ mod tests {
     #[test]
     fn tools_out_of_reach_are_those_whose_scopes_are_missing() {
         let r = rules();
-        assert_eq!(r.out_of_reach(&granted(&["mcp"])), granted(&["write_file"]));
-        assert!(r.out_of_reach(&granted(&["mcp", "files:write"])).is_empty());
+        let without = r.out_of_reach(&Arc::new(granted(&["mcp"]))).unwrap();
+        assert!(without.hides("write_file") && !without.hides("hash"));
+        let with = r
+            .out_of_reach(&Arc::new(granted(&["mcp", "files:write"])))
+            .unwrap();
+        assert!(!with.hides("write_file") && !with.hides("hash"));
     }
 
     fn missing(granted_: &[&str], body: &str) -> Vec<String> {

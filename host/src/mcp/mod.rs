@@ -313,17 +313,17 @@ fn approval_meta(a: &crate::state::Approval) -> Value {
 /// Whether the request speaks a protocol version before 2026-07-28 (by its
 /// `MCP-Protocol-Version` header over HTTP — absent means 2025-03-26 — or the session's).
 fn legacy(context: &RequestContext<RoleServer>) -> bool {
-    const STATELESS: &str = "2026-07-28";
+    let stateless = rmcp::model::ProtocolVersion::V_2026_07_28;
     match context.extensions.get::<::http::request::Parts>() {
         Some(parts) => parts
             .headers
             .get("mcp-protocol-version")
             .and_then(|v| v.to_str().ok())
-            .is_none_or(|version| version < STATELESS),
+            .is_none_or(|version| version < stateless.as_str()),
         None => context
             .peer
             .peer_info()
-            .is_some_and(|info| info.protocol_version < rmcp::model::ProtocolVersion::V_2026_07_28),
+            .is_some_and(|info| info.protocol_version < stateless),
     }
 }
 
@@ -478,7 +478,7 @@ impl ServerHandler for Handler {
             .gateway
             .visible_tools(&principal, self.transport)
             .iter()
-            .filter(|entry| hidden.is_none_or(|h| !h.0.contains(&entry.descriptor.name)))
+            .filter(|entry| hidden.is_none_or(|h| !h.hides(&entry.descriptor.name)))
             .map(|entry| mcp_tool(entry))
             .collect();
         Ok(ListToolsResult::with_all_items(tools))

@@ -89,22 +89,17 @@ fn scan_envelope(bytes: &[u8]) -> (Option<Value>, Option<String>) {
 fn refusal(prefix: &[u8], problem: &str) -> Option<String> {
     let (id, method) = scan_envelope(prefix);
     let id = id?;
-    let response = if method.as_deref() == Some("tools/call") {
-        json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "result": {
-                "content": [{ "type": "text", "text": format!("invalid arguments: {problem}") }],
-                "isError": true
-            }
-        })
-    } else {
-        json!({
-            "jsonrpc": "2.0",
-            "id": id,
-            "error": { "code": -32600, "message": format!("invalid request: {problem}") }
-        })
-    };
+    if method.as_deref() != Some("tools/call") {
+        return Some(invalid_request(id, problem));
+    }
+    let response = json!({
+        "jsonrpc": "2.0",
+        "id": id,
+        "result": {
+            "content": [{ "type": "text", "text": format!("invalid arguments: {problem}") }],
+            "isError": true
+        }
+    });
     Some(response.to_string())
 }
 
@@ -116,15 +111,15 @@ fn error_reply(id: Value, code: i32, message: String) -> String {
     json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}).to_string()
 }
 
+fn invalid_request(id: Value, problem: &str) -> String {
+    error_reply(id, INVALID_REQUEST, format!("invalid request: {problem}"))
+}
+
 /// The JSON-RPC "invalid request" answer for a JSON object that is not a JSON-RPC message,
 /// to its id if one can be read, else to `null`.
 pub fn invalid(message: &[u8], problem: &str) -> String {
     let (id, _) = scan_envelope(message);
-    error_reply(
-        id.unwrap_or(Value::Null),
-        INVALID_REQUEST,
-        format!("invalid request: {problem}"),
-    )
+    invalid_request(id.unwrap_or(Value::Null), problem)
 }
 
 /// Outcome of checking one message.
@@ -165,15 +160,13 @@ pub fn check(message: &[u8], caps: MessageCaps) -> Verdict {
     }
     match message.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => Verdict::Pass,
-        Some(b'[') => Verdict::Malformed(error_reply(
+        Some(b'[') => Verdict::Malformed(invalid_request(
             Value::Null,
-            INVALID_REQUEST,
-            "invalid request: JSON-RPC batches are not supported (MCP has none since 2025-06-18); send one message at a time".into(),
+            "JSON-RPC batches are not supported (MCP has none since 2025-06-18); send one message at a time",
         )),
-        _ => Verdict::Malformed(error_reply(
+        _ => Verdict::Malformed(invalid_request(
             Value::Null,
-            INVALID_REQUEST,
-            "invalid request: a JSON-RPC message is an object".into(),
+            "a JSON-RPC message is an object",
         )),
     }
 }

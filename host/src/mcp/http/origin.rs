@@ -6,18 +6,24 @@ use hyper::{Request, StatusCode};
 
 use super::FrontDoor;
 
+/// The name part of a `Host` value (`127.0.0.1:8080` → `127.0.0.1`, `[::1]:80` → `[::1]`,
+/// `[::1]` → `[::1]`).
+fn host_name(host: &str) -> &str {
+    match host.rsplit_once(':') {
+        Some((name, port))
+            if !name.is_empty()
+                && port.bytes().all(|b| b.is_ascii_digit())
+                && !host.ends_with(']') =>
+        {
+            name
+        }
+        _ => host,
+    }
+}
+
 impl FrontDoor {
     fn host_allowed(&self, host: &str) -> bool {
-        let name = match host.rsplit_once(':') {
-            Some((name, port))
-                if !name.is_empty()
-                    && port.bytes().all(|b| b.is_ascii_digit())
-                    && !host.ends_with(']') =>
-            {
-                name
-            }
-            _ => host,
-        };
+        let name = host_name(host);
         self.allowed_hosts
             .iter()
             .any(|allowed| allowed.eq_ignore_ascii_case(host) || allowed.eq_ignore_ascii_case(name))
@@ -31,9 +37,7 @@ impl FrontDoor {
     /// origin with other apps behind one proxy.
     fn own_origin(&self, origin: &str, host: &str) -> bool {
         let scheme = if self.secure { "https" } else { "http" };
-        let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
-        let loopback = name == "127.0.0.1" || name == "[::1]" || host == "[::1]";
-        loopback
+        matches!(host_name(host), "127.0.0.1" | "[::1]")
             && origin
                 .strip_prefix(scheme)
                 .and_then(|rest| rest.strip_prefix("://"))
