@@ -135,8 +135,8 @@ fn read_input<R: Read>(
             }
         };
         let complete = line.ends_with(b"\n");
-        if complete && line.iter().all(u8::is_ascii_whitespace) {
-            continue;
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue; // blank lines between messages, and trailing space at the end
         }
         let verdict = if !complete && read >= limit {
             // Too long: answer from its start, then skip the rest of the line.
