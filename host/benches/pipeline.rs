@@ -212,13 +212,15 @@ async fn governed(n: usize) {
         version: INPUT_VERSION,
         action: Action::Call,
         principal: &principal,
-        tool: ToolFacts {
+        tool: Some(ToolFacts {
             name: "hash".into(),
             component: tool.component.name.clone(),
             digest: tool.component.digest.clone(),
             descriptor_digest: tool.descriptor.digest.clone(),
             annotations: tool.descriptor.annotations,
-        },
+        }),
+        resource: None,
+        prompt: None,
         args: Some(&args),
         plan_hash: Some("sha256:00"),
         environment: "dev",

@@ -89,7 +89,7 @@ use serde::Serialize;
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        world: "tool-component",
+        world: "server-component",
         path: "../wit",
         pub_export_macro: true,
         export_macro_name: "__export_component",
@@ -214,6 +214,51 @@ pub enum Content {
         /// Its text.
         text: String,
     },
+    /// A resource returned inline: text or bytes.
+    Embedded(Contents),
+    /// A link to a resource the client may read (`resources/read`).
+    Link(ResourceLink),
+    /// An item with MCP annotations (audience, priority, last modified); see
+    /// [`Content::annotated`].
+    Annotated(Box<Content>, ContentAnnotations),
+}
+
+impl Content {
+    /// This item with `annotations`.
+    pub fn annotated(self, annotations: ContentAnnotations) -> Self {
+        match self {
+            Self::Annotated(inner, _) => Self::Annotated(inner, annotations),
+            item => Self::Annotated(Box::new(item), annotations),
+        }
+    }
+}
+
+/// A pointer to a resource, for [`Content::Link`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ResourceLink {
+    /// The resource's URI.
+    pub uri: String,
+    /// Its name.
+    pub name: String,
+    /// A title for people.
+    pub title: Option<String>,
+    /// What it holds.
+    pub description: Option<String>,
+    /// Its MIME type.
+    pub mime_type: Option<String>,
+    /// Its size in bytes.
+    pub size: Option<u64>,
+}
+
+/// MCP's content annotations.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ContentAnnotations {
+    /// Who the item is for; empty means unspecified.
+    pub audience: Vec<Role>,
+    /// 0.0 (least important) to 1.0 (most important).
+    pub priority: Option<f64>,
+    /// ISO 8601 time of the last change.
+    pub last_modified: Option<String>,
 }
 
 /// What a successful call returns: content for the model, optional structured output, and
@@ -320,7 +365,13 @@ pub mod log {
 }
 
 pub mod http;
+mod items;
 pub mod schema;
+
+pub use items::{
+    Argument, Arguments, Body, Completion, Contents, Message, Prompt, Resource, ResourceTemplate,
+    Role,
+};
 
 /// The value of the secret `name`, if this call was granted it (`grants.secrets` in policy).
 ///
@@ -347,108 +398,5 @@ pub fn progress(done: u64, total: Option<u64>, message: Option<&str>) {
 
 /// What [`export_tools!`] expands to call. Not part of the stable API.
 #[doc(hidden)]
-pub mod __private {
-    use super::{Annotations, Content, Error, Output, Tool, wit};
-
-    pub use crate::bindings::exports::portcullis::tool::tool::Guest;
-    pub use wit::{CallResult, ToolError, ToolInfo};
-
-    fn annotations(a: Annotations) -> wit::Annotations {
-        wit::Annotations {
-            read_only: a.read_only,
-            destructive: a.destructive,
-            idempotent: a.idempotent,
-            open_world: a.open_world,
-        }
-    }
-
-    /// The descriptor of tool `T`.
-    pub fn describe<T: Tool>() -> ToolInfo {
-        let input = super::schema_for::<T::Input>();
-        ToolInfo {
-            name: T::NAME.to_string(),
-            title: T::TITLE.map(str::to_string),
-            description: T::DESCRIPTION.to_string(),
-            input_schema: input.as_value().to_string(),
-            output_schema: T::output_schema().map(|s| s.as_value().to_string()),
-            annotations: annotations(T::ANNOTATIONS),
-        }
-    }
-
-    fn content(item: Content) -> wit::Content {
-        match item {
-            Content::Text(text) => wit::Content::Text(text),
-            Content::Json(value) => wit::Content::Json(value.to_string()),
-            Content::Image { data, mime_type } => {
-                wit::Content::Image(wit::Media { data, mime_type })
-            }
-            Content::Audio { data, mime_type } => {
-                wit::Content::Audio(wit::Media { data, mime_type })
-            }
-            Content::Resource {
-                uri,
-                mime_type,
-                text,
-            } => wit::Content::Embedded(wit::EmbeddedResource {
-                uri,
-                mime_type,
-                text: Some(text),
-                blob: None,
-            }),
-        }
-    }
-
-    /// Decodes the input, runs tool `T`, encodes the result.
-    pub fn dispatch<T: Tool>(input: &str) -> Result<CallResult, ToolError> {
-        let input: T::Input = serde_json::from_str(input)
-            .map_err(|e| ToolError::InvalidInput(format!("{}: {e}", T::NAME)))?;
-        match T::call(input) {
-            Ok(Output {
-                content: items,
-                structured,
-                is_error,
-            }) => Ok(CallResult {
-                content: items.into_iter().map(content).collect(),
-                structured: structured.map(|v| v.to_string()),
-                is_error,
-            }),
-            Err(Error::InvalidInput(message)) => Err(ToolError::InvalidInput(message)),
-            Err(Error::Failed(message)) => Err(ToolError::Failed(message)),
-        }
-    }
-}
-
-/// Exports the listed [`Tool`] types as this crate's component.
-///
-/// ```ignore
-/// portcullis_sdk::export_tools!(ReadFile, WriteFile);
-/// ```
-///
-/// Use it once per crate, at the crate root; the crate must be a `cdylib`.
-#[macro_export]
-macro_rules! export_tools {
-    ($($tool:ty),+ $(,)?) => {
-        #[doc(hidden)]
-        pub struct __PortcullisTools;
-
-        impl $crate::__private::Guest for __PortcullisTools {
-            fn describe() -> ::std::vec::Vec<$crate::__private::ToolInfo> {
-                ::std::vec![$($crate::__private::describe::<$tool>()),+]
-            }
-
-            fn call(
-                name: ::std::string::String,
-                input: ::std::string::String,
-            ) -> ::std::result::Result<$crate::__private::CallResult, $crate::__private::ToolError> {
-                $(
-                    if name == <$tool as $crate::Tool>::NAME {
-                        return $crate::__private::dispatch::<$tool>(&input);
-                    }
-                )+
-                ::std::result::Result::Err($crate::__private::ToolError::UnknownTool(name))
-            }
-        }
-
-        $crate::bindings::__export_component!(__PortcullisTools);
-    };
-}
+#[path = "export.rs"]
+pub mod __private;

@@ -157,9 +157,10 @@ async fn components_added_changed_and_removed_are_loaded_and_listeners_told() {
     );
 }
 
-/// A client of an earlier protocol revision, which learns of changes on its session.
+/// A client of an earlier protocol revision, which learns of changes on its session: it says
+/// which list changed.
 #[derive(Clone)]
-struct Legacy(mpsc::UnboundedSender<()>);
+struct Legacy(mpsc::UnboundedSender<&'static str>);
 
 impl ClientHandler for Legacy {
     fn get_info(&self) -> ClientConfig {
@@ -169,7 +170,15 @@ impl ClientHandler for Legacy {
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        let _ = self.0.send(());
+        let _ = self.0.send("tools");
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.0.send("resources");
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        let _ = self.0.send("prompts");
     }
 }
 
@@ -189,11 +198,43 @@ async fn a_stdio_session_is_told_when_a_component_is_added() {
         s.dir.path().join("tools/workspace.wasm"),
     )
     .unwrap();
-    tokio::time::timeout(WAIT, heard.recv())
+    let told = tokio::time::timeout(WAIT, heard.recv())
         .await
         .expect("list_changed within the wait")
         .unwrap();
+    assert_eq!(told, "tools", "a component of tools only changes the tools");
     let after = client.list_all_tools().await.unwrap();
     assert!(after.len() > before);
     assert!(after.iter().any(|t| t.name == "list_dir"));
+}
+
+#[tokio::test]
+async fn a_component_with_resources_and_prompts_changes_those_lists_too() {
+    let s = setup(Options {
+        components: &["data"],
+        policy: Some(
+            "package portcullis\nimport rego.v1\ndecision := {\"allow\": input.action == \"list\"}\n",
+        ),
+        ..Options::default()
+    });
+    let (told, mut heard) = mpsc::unbounded_channel();
+    let client = stdio_client_with(&s, None, Legacy(told)).await;
+    assert!(client.list_all_resources().await.unwrap().is_empty());
+    std::fs::copy(
+        support::component("conformance"),
+        s.dir.path().join("tools/conformance.wasm"),
+    )
+    .unwrap();
+    let mut lists = Vec::new();
+    for _ in 0..3 {
+        let list = tokio::time::timeout(WAIT, heard.recv())
+            .await
+            .expect("list_changed within the wait")
+            .unwrap();
+        lists.push(list);
+    }
+    lists.sort();
+    assert_eq!(lists, ["prompts", "resources", "tools"]);
+    assert_eq!(client.list_all_resources().await.unwrap().len(), 3);
+    assert_eq!(client.list_all_prompts().await.unwrap().len(), 4);
 }

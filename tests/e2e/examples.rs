@@ -11,7 +11,7 @@ use crate::support::{call, dir_grant, err, load, ok, structured};
 fn text(out: &portcullis::runner::CallOutput) -> String {
     out.content
         .iter()
-        .map(|c| match c {
+        .map(|c| match &c.item {
             portcullis::runner::ContentItem::Text { text } => text.clone(),
             other => format!("{other:?}"),
         })

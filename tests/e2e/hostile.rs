@@ -573,13 +573,14 @@ async fn state_does_not_carry_between_calls() {
     still_serving(&runner, &catalog).await;
 }
 
-/// Wraps a core module written in WAT into a `tool-component` component, as wasm-tools does.
+/// Wraps a core module written in WAT into a `tool-component` component of
+/// `portcullis:tool@0.1.0` (whose exports the WAT names), as wasm-tools does.
 fn componentize(source: &Path) -> Vec<u8> {
     let mut module =
         wat::parse_file(source).unwrap_or_else(|e| panic!("{}: {e}", source.display()));
     let mut resolve = wit_parser::Resolve::default();
     let (package, _) = resolve
-        .push_dir(crate::support::root().join("wit"))
+        .push_dir(crate::support::root().join("wit/legacy/0.1"))
         .unwrap();
     let world = resolve
         .select_world(&[package], Some("tool-component"))

@@ -21,6 +21,7 @@ mod hostile;
 mod idempotency;
 mod identity;
 mod issuer;
+mod items;
 mod jsonrpc;
 mod mcp;
 mod ops;

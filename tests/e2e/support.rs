@@ -36,6 +36,10 @@ pub fn root() -> PathBuf {
 pub fn component(name: &str) -> PathBuf {
     let dir = if name.starts_with("hostile-") {
         "hostile"
+    } else if name.starts_with("legacy-") {
+        "legacy"
+    } else if name == "conformance" {
+        "conformance"
     } else {
         "tools"
     };

@@ -19,7 +19,7 @@ use crate::gate::{GateError, Plan};
 use crate::grants::Limits;
 use crate::policy::Principal;
 use crate::redact::Redactor;
-use crate::runner::{RunError, RunReport};
+use crate::runner::{Reply, RunError, RunReport};
 use crate::state::{Approval, AuditAppend};
 
 /// Who asked, over what, as which job: the part every call record shares.
@@ -108,30 +108,45 @@ pub fn intent(
     redactor: &Redactor,
 ) -> AuditAppend {
     // The decision as recorded for a refusal, unless policy decided again with the approval.
-    let redecided;
-    let decision = match approval {
-        Some(_) => {
-            redecided = decision_value(&plan.decision, redactor);
-            &redecided
-        }
-        None => &facts.decision,
-    };
+    let redecided = approval.map(|_| decision_value(&plan.decision, redactor));
+    let parent = plan.context.trace.parent_id.as_deref();
+    intent_of(who, facts, redecided, effective, approval, parent)
+}
+
+/// A resource read, prompt or completion about to run (no approvals, no keys).
+pub fn item_intent(
+    who: &Subject<'_>,
+    facts: &Facts,
+    effective: &Limits,
+    parent_span_id: Option<&str>,
+) -> AuditAppend {
+    intent_of(who, facts, None, effective, None, parent_span_id)
+}
+
+fn intent_of(
+    who: &Subject<'_>,
+    facts: &Facts,
+    decision: Option<Value>,
+    effective: &Limits,
+    approval: Option<&str>,
+    parent_span_id: Option<&str>,
+) -> AuditAppend {
     let fields = json!({
         "roles": who.principal.roles,
         "auth": who.principal.authenticated_by,
         "transport": who.transport,
         "environment": who.environment,
-        "component": {"name": plan.tool.component.name, "digest": plan.tool.component.digest},
-        "plan_hash": plan.plan_hash,
-        "policy_digest": &*plan.policy_digest,
-        "idempotency_key": plan.context.idempotency_key,
-        "decision": decision,
+        "component": {"name": facts.component, "digest": facts.digest},
+        "plan_hash": facts.plan_hash,
+        "policy_digest": &*facts.policy_digest,
+        "idempotency_key": facts.key,
+        "decision": decision.as_ref().unwrap_or(&facts.decision),
         "limits": limits(effective),
         "approval": approval,
         "args": facts.args,
-        "decision_ns": plan.decide_ns,
+        "decision_ns": facts.decide_ns,
         "trace_id": who.trace_id,
-        "parent_span_id": plan.context.trace.parent_id,
+        "parent_span_id": parent_span_id,
     });
     record(
         "intent",
@@ -144,7 +159,7 @@ pub fn intent(
 }
 
 /// How a run ended, as the outcome column says it.
-pub fn outcome_code(report: &RunReport) -> (&'static str, Option<String>) {
+pub fn outcome_code<T: Reply>(report: &RunReport<T>) -> (&'static str, Option<String>) {
     let message = match &report.outcome {
         Ok(_) => None,
         Err(RunError::Limit(limit)) => Some(limit.to_string()),
@@ -156,10 +171,10 @@ pub fn outcome_code(report: &RunReport) -> (&'static str, Option<String>) {
 }
 
 /// What a run did.
-pub fn outcome(
+pub fn outcome<T: Reply + serde::Serialize>(
     who: &Subject<'_>,
     plan_hash: &str,
-    report: &RunReport,
+    report: &RunReport<T>,
     started_ms: u64,
     redactor: &Redactor,
 ) -> AuditAppend {
@@ -205,6 +220,7 @@ pub fn outcome(
 pub fn refusal_code(error: &GateError) -> &'static str {
     match error {
         GateError::UnknownTool(_) => "unknown_tool",
+        GateError::UnknownItem { .. } => "unknown_item",
         GateError::Arguments(_) | GateError::BadKey(_) => "bad_request",
         GateError::Schema(_) => "schema",
         GateError::Denied { .. } => "denied",
@@ -247,6 +263,29 @@ fn decision_value(d: &crate::policy::Decision, redactor: &Redactor) -> Value {
 }
 
 impl Facts {
+    /// The facts of a resource read, prompt or completion: no idempotency key.
+    #[allow(clippy::too_many_arguments)]
+    pub fn item(
+        plan_hash: String,
+        policy_digest: std::sync::Arc<str>,
+        component: &crate::catalog::LoadedComponent,
+        args: Value,
+        decide_ns: u64,
+        decision: &crate::policy::Decision,
+        redactor: &Redactor,
+    ) -> Self {
+        Self {
+            decision: decision_value(decision, redactor),
+            plan_hash,
+            policy_digest,
+            component: component.name.clone(),
+            digest: component.digest.clone(),
+            key: None,
+            args,
+            decide_ns,
+        }
+    }
+
     pub fn of(plan: &Plan, args: Value, redactor: &Redactor) -> Self {
         Self {
             decision: decision_value(&plan.decision, redactor),

@@ -33,7 +33,7 @@ pub struct Descriptor {
 }
 
 /// Longest accepted description.
-const MAX_DESCRIPTION: usize = 8 * 1024;
+pub(super) const MAX_DESCRIPTION: usize = 8 * 1024;
 /// Phrases typical of instructions hidden in a description to steer the model.
 const SUSPICIOUS_PHRASES: &[&str] = &[
     "ignore previous",
@@ -45,7 +45,7 @@ const SUSPICIOUS_PHRASES: &[&str] = &[
     "system prompt",
 ];
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name
             .bytes()
@@ -90,6 +90,40 @@ pub fn path_fields(schema: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// What an operator should look at in the texts a component wrote for people and models.
+pub(super) fn warnings<'a>(texts: impl IntoIterator<Item = Option<&'a String>>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for text in texts.into_iter().flatten() {
+        if text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            warnings.push("contains control characters".to_string());
+        }
+        if text.chars().any(invisible) {
+            warnings.push("contains invisible or bidirectional-override characters".to_string());
+        }
+        let lower = text.to_lowercase();
+        for phrase in SUSPICIOUS_PHRASES {
+            if lower.contains(phrase) {
+                warnings.push(format!("contains instruction-like text `{phrase}`"));
+            }
+        }
+    }
+    warnings.dedup();
+    warnings
+}
+
+/// `sha256:` of the canonical JSON of a descriptor: what pins it.
+pub(super) fn pin(value: &Value) -> Result<String, String> {
+    let canonical = serde_json_canonicalizer::to_string(value)
+        .map_err(|e| format!("cannot canonicalise descriptor: {e}"))?;
+    Ok(format!(
+        "sha256:{}",
+        hex::encode(Sha256::digest(canonical.as_bytes()))
+    ))
+}
+
 /// Checks a raw descriptor from `describe()`; errors name the tool and what is wrong.
 pub fn check(info: ToolInfo) -> Result<Descriptor, String> {
     let name = info.name;
@@ -112,26 +146,7 @@ pub fn check(info: ToolInfo) -> Result<Descriptor, String> {
         .map(|text| parse_schema(&name, "output", text))
         .transpose()?;
 
-    let mut warnings = Vec::new();
-    let texts = [Some(&info.description), info.title.as_ref()];
-    for text in texts.into_iter().flatten() {
-        if text
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            warnings.push("contains control characters".to_string());
-        }
-        if text.chars().any(invisible) {
-            warnings.push("contains invisible or bidirectional-override characters".to_string());
-        }
-        let lower = text.to_lowercase();
-        for phrase in SUSPICIOUS_PHRASES {
-            if lower.contains(phrase) {
-                warnings.push(format!("contains instruction-like text `{phrase}`"));
-            }
-        }
-    }
-    warnings.dedup();
+    let warnings = warnings([Some(&info.description), info.title.as_ref()]);
 
     let annotations = ToolAnnotations {
         read_only: info.annotations.read_only,
@@ -143,12 +158,7 @@ pub fn check(info: ToolInfo) -> Result<Descriptor, String> {
         "name": name, "title": info.title, "description": info.description,
         "input_schema": input_schema, "output_schema": output_schema, "annotations": annotations,
     });
-    let canonical = serde_json_canonicalizer::to_string(&pinned)
-        .map_err(|e| format!("tool `{name}`: cannot canonicalise descriptor: {e}"))?;
-    let digest = format!(
-        "sha256:{}",
-        hex::encode(Sha256::digest(canonical.as_bytes()))
-    );
+    let digest = pin(&pinned).map_err(|e| format!("tool `{name}`: {e}"))?;
     Ok(Descriptor {
         name,
         title: info.title,

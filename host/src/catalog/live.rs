@@ -142,7 +142,7 @@ impl Live {
             let entry = match before {
                 Some(component) if component.digest == digest => {
                     report.unchanged += 1;
-                    (component.clone(), old.tools_of(component))
+                    (component.clone(), old.items_of(component))
                 }
                 _ => {
                     let loaded = load_component(runner, path, bytes, source.cache_dir.as_deref())

@@ -7,6 +7,7 @@
 
 pub mod cache;
 mod descriptor;
+mod items;
 mod live;
 
 use std::collections::BTreeMap;
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 
 pub use cache::CacheOutcome;
 pub use descriptor::{Descriptor, ToolAnnotations};
+pub use items::{ItemText, PromptArg, PromptEntry, ResourceEntry, TemplateEntry, UriTemplate};
 pub use live::{Live, Reloaded};
 
 use crate::runner::{Prepared, Runner};
@@ -32,6 +34,8 @@ pub struct LoadedComponent {
     pub digest: String,
     pub prepared: Prepared,
     pub cache: CacheOutcome,
+    /// Whether it answers `completion/complete` for its prompts and templates.
+    pub completes: bool,
 }
 
 /// One tool, with the component that provides it.
@@ -58,11 +62,48 @@ fn component_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// What one component offers.
+#[derive(Default)]
+pub(crate) struct Items {
+    tools: Vec<Arc<ToolEntry>>,
+    resources: Vec<Arc<ResourceEntry>>,
+    templates: Vec<Arc<TemplateEntry>>,
+    prompts: Vec<Arc<PromptEntry>>,
+}
+
+/// Where a resource URI leads.
+pub enum Resolved {
+    Fixed(Arc<ResourceEntry>),
+    Template {
+        entry: Arc<TemplateEntry>,
+        variables: Vec<(String, String)>,
+    },
+}
+
 /// Everything loaded from the tool directory.
 #[derive(Default)]
 pub struct Catalog {
     components: Vec<Arc<LoadedComponent>>,
     tools: BTreeMap<String, Arc<ToolEntry>>,
+    resources: BTreeMap<String, Arc<ResourceEntry>>,
+    templates: BTreeMap<String, Arc<TemplateEntry>>,
+    prompts: BTreeMap<String, Arc<PromptEntry>>,
+}
+
+/// A name taken twice, as a load error naming both components.
+fn taken(
+    what: &str,
+    name: &str,
+    first: &LoadedComponent,
+    second: &LoadedComponent,
+) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{what} `{name}` is offered by both `{}` ({}) and `{}` ({}); it must be unique",
+        first.name,
+        first.path.display(),
+        second.name,
+        second.path.display()
+    )
 }
 
 impl Catalog {
@@ -92,38 +133,136 @@ impl Catalog {
         self.insert(loaded)
     }
 
-    /// Adds a loaded component and its tools; a tool name already taken is an error naming
-    /// both components.
-    fn insert(
-        &mut self,
-        (component, tools): (Arc<LoadedComponent>, Vec<Arc<ToolEntry>>),
-    ) -> Result<()> {
-        for tool in &tools {
+    /// Adds a loaded component and what it offers; a tool name, resource URI, template or
+    /// prompt name already taken is an error naming both components.
+    fn insert(&mut self, (component, items): (Arc<LoadedComponent>, Items)) -> Result<()> {
+        for tool in &items.tools {
             if let Some(existing) = self.tools.get(&tool.descriptor.name) {
-                bail!(
-                    "tool name `{}` is offered by both `{}` ({}) and `{}` ({}); tool names must be unique",
-                    tool.descriptor.name,
-                    existing.component.name,
-                    existing.component.path.display(),
-                    component.name,
-                    component.path.display()
-                );
+                return Err(taken(
+                    "tool name",
+                    &tool.descriptor.name,
+                    &existing.component,
+                    &component,
+                ));
             }
         }
-        for tool in tools {
+        for resource in &items.resources {
+            if let Some(existing) = self.resources.get(&resource.uri) {
+                return Err(taken(
+                    "resource",
+                    &resource.uri,
+                    &existing.component,
+                    &component,
+                ));
+            }
+        }
+        for template in &items.templates {
+            if let Some(existing) = self.templates.get(template.template.as_str()) {
+                let text = template.template.as_str();
+                return Err(taken(
+                    "resource template",
+                    text,
+                    &existing.component,
+                    &component,
+                ));
+            }
+        }
+        for prompt in &items.prompts {
+            if let Some(existing) = self.prompts.get(&prompt.text.name) {
+                return Err(taken(
+                    "prompt",
+                    &prompt.text.name,
+                    &existing.component,
+                    &component,
+                ));
+            }
+        }
+        for tool in items.tools {
             self.tools.insert(tool.descriptor.name.clone(), tool);
+        }
+        for resource in items.resources {
+            self.resources.insert(resource.uri.clone(), resource);
+        }
+        for template in items.templates {
+            self.templates
+                .insert(template.template.as_str().to_string(), template);
+        }
+        for prompt in items.prompts {
+            self.prompts.insert(prompt.text.name.clone(), prompt);
         }
         self.components.push(component);
         Ok(())
     }
 
-    /// The tools `component` offers here.
-    fn tools_of(&self, component: &Arc<LoadedComponent>) -> Vec<Arc<ToolEntry>> {
-        self.tools
-            .values()
-            .filter(|tool| Arc::ptr_eq(&tool.component, component))
-            .cloned()
-            .collect()
+    /// What `component` offers here.
+    fn items_of(&self, component: &Arc<LoadedComponent>) -> Items {
+        fn of<T>(
+            map: &BTreeMap<String, Arc<T>>,
+            component: &Arc<LoadedComponent>,
+            owner: impl Fn(&T) -> &Arc<LoadedComponent>,
+        ) -> Vec<Arc<T>> {
+            map.values()
+                .filter(|item| Arc::ptr_eq(owner(item), component))
+                .cloned()
+                .collect()
+        }
+        Items {
+            tools: of(&self.tools, component, |t| &t.component),
+            resources: of(&self.resources, component, |r| &r.component),
+            templates: of(&self.templates, component, |t| &t.component),
+            prompts: of(&self.prompts, component, |p| &p.component),
+        }
+    }
+
+    /// The fixed resources, sorted by URI.
+    pub fn resources(&self) -> impl Iterator<Item = &Arc<ResourceEntry>> {
+        self.resources.values()
+    }
+
+    /// The resource templates, sorted.
+    pub fn templates(&self) -> impl Iterator<Item = &Arc<TemplateEntry>> {
+        self.templates.values()
+    }
+
+    /// The prompts, sorted by name.
+    pub fn prompts(&self) -> impl Iterator<Item = &Arc<PromptEntry>> {
+        self.prompts.values()
+    }
+
+    /// The prompt called `name`.
+    pub fn prompt(&self, name: &str) -> Option<&Arc<PromptEntry>> {
+        self.prompts.get(name)
+    }
+
+    /// The template declared as `text`.
+    pub fn template(&self, text: &str) -> Option<&Arc<TemplateEntry>> {
+        self.templates.get(text)
+    }
+
+    /// Where `uri` leads: a fixed resource, or the one template it matches. A URI that
+    /// matches templates of two components is refused rather than guessed.
+    pub fn resolve(&self, uri: &str) -> Result<Option<Resolved>, String> {
+        if let Some(entry) = self.resources.get(uri) {
+            return Ok(Some(Resolved::Fixed(entry.clone())));
+        }
+        let mut found: Option<Resolved> = None;
+        for entry in self.templates.values() {
+            let Some(variables) = entry.template.matches(uri) else {
+                continue;
+            };
+            if let Some(Resolved::Template { entry: first, .. }) = &found {
+                return Err(format!(
+                    "the URI matches two resource templates, `{}` and `{}`; the gateway does not guess",
+                    first.template.as_str(),
+                    entry.template.as_str()
+                ));
+            }
+            found = Some(Resolved::Template {
+                entry: entry.clone(),
+                variables,
+            });
+        }
+        Ok(found)
     }
 
     /// The tool called `name`.
@@ -175,6 +314,32 @@ impl Catalog {
                     let _ = writeln!(out, "    WARNING: description {warning}");
                 }
             }
+            let items = self.items_of(component);
+            let listed = items
+                .resources
+                .iter()
+                .map(|r| ("resource", r.uri.as_str(), &r.text, &r.warnings));
+            let listed = listed
+                .chain(
+                    items
+                        .templates
+                        .iter()
+                        .map(|t| ("template", t.template.as_str(), &t.text, &t.warnings)),
+                )
+                .chain(
+                    items
+                        .prompts
+                        .iter()
+                        .map(|p| ("prompt", p.text.name.as_str(), &p.text, &p.warnings)),
+                );
+            for (kind, id, text, warnings) in listed {
+                let summary = text.description.as_deref().unwrap_or(&text.name);
+                let summary = summary.lines().next().unwrap_or_default();
+                let _ = writeln!(out, "  {kind} {id}  {summary}");
+                for warning in warnings {
+                    let _ = writeln!(out, "    WARNING: description {warning}");
+                }
+            }
         }
         out
     }
@@ -187,7 +352,7 @@ async fn load_component(
     path: &Path,
     bytes: Vec<u8>,
     cache_dir: Option<&Path>,
-) -> Result<(Arc<LoadedComponent>, Vec<Arc<ToolEntry>>)> {
+) -> Result<(Arc<LoadedComponent>, Items)> {
     let digest_hex = hex::encode(Sha256::digest(&bytes));
     let (engine, cache, digest) = (
         runner.engine().clone(),
@@ -201,12 +366,16 @@ async fn load_component(
     .context("compiling the component")?
     .context("compiling the component")?;
     let prepared = runner.prepare(&component)?;
-    let infos = runner
+    let described = runner
         .describe(&prepared)
         .await
         .map_err(|e| anyhow::anyhow!("describe() failed: {e}"))?;
-    if infos.is_empty() {
-        bail!("describe() returned no tools");
+    if described.tools.is_empty()
+        && described.resources.is_empty()
+        && described.templates.is_empty()
+        && described.prompts.is_empty()
+    {
+        bail!("describe() returned no tools, resources or prompts");
     }
     let name = path
         .file_stem()
@@ -218,9 +387,11 @@ async fn load_component(
         digest: format!("sha256:{digest_hex}"),
         prepared,
         cache,
+        completes: described.completes,
     });
-    let mut tools: Vec<Arc<ToolEntry>> = Vec::new();
-    for info in infos {
+    let mut items = Items::default();
+    let tools = &mut items.tools;
+    for info in described.tools {
         let descriptor = descriptor::check(info).map_err(anyhow::Error::msg)?;
         for warning in &descriptor.warnings {
             tracing::warn!(tool = %descriptor.name, component = %path.display(), "description {warning}");
@@ -249,5 +420,47 @@ async fn load_component(
             path_fields,
         }));
     }
-    Ok((loaded, tools))
+    for info in described.resources {
+        let entry = items::resource(info, &loaded).map_err(anyhow::Error::msg)?;
+        if items.resources.iter().any(|r| r.uri == entry.uri) {
+            bail!(
+                "`{}` offers the resource `{}` twice",
+                loaded.name,
+                entry.uri
+            );
+        }
+        items.resources.push(Arc::new(entry));
+    }
+    for info in described.templates {
+        let entry = items::template(info, &loaded).map_err(anyhow::Error::msg)?;
+        let text = entry.template.as_str();
+        if items.templates.iter().any(|t| t.template.as_str() == text) {
+            bail!(
+                "`{}` offers the resource template `{text}` twice",
+                loaded.name
+            );
+        }
+        items.templates.push(Arc::new(entry));
+    }
+    for info in described.prompts {
+        let entry = items::prompt(info, &loaded).map_err(anyhow::Error::msg)?;
+        if items.prompts.iter().any(|p| p.text.name == entry.text.name) {
+            bail!(
+                "`{}` offers the prompt `{}` twice",
+                loaded.name,
+                entry.text.name
+            );
+        }
+        items.prompts.push(Arc::new(entry));
+    }
+    let warned = items.resources.iter().map(|r| (&r.uri, &r.warnings));
+    let warned = warned
+        .chain(items.templates.iter().map(|t| (&t.text.name, &t.warnings)))
+        .chain(items.prompts.iter().map(|p| (&p.text.name, &p.warnings)));
+    for (item, warnings) in warned {
+        for warning in warnings {
+            tracing::warn!(item = %item, component = %path.display(), "description {warning}");
+        }
+    }
+    Ok((loaded, items))
 }

@@ -8,6 +8,9 @@ pub enum GateError {
     /// No such tool, or one this principal may not see: the same answer for both.
     #[error("unknown tool `{0}`")]
     UnknownTool(String),
+    /// No such resource or prompt, or one this principal may not see.
+    #[error("unknown {kind} `{name}`")]
+    UnknownItem { kind: &'static str, name: String },
     #[error("invalid arguments: {0}")]
     Arguments(#[from] super::ArgsError),
     #[error("the arguments do not match the tool's input schema: {}", .0.join("; "))]

@@ -10,6 +10,7 @@ pub mod args;
 mod budget;
 mod error;
 pub mod idempotency;
+mod items;
 mod output;
 mod rate;
 mod run;
@@ -34,6 +35,7 @@ use crate::telemetry::STAGE;
 pub use args::{ArgsCaps, ArgsError, Arguments};
 pub use error::GateError;
 pub use idempotency::MAX_KEY_BYTES;
+pub use items::{CompleteRef, ItemOutcome};
 pub use spans::{decision_name, finish as finish_span};
 
 /// Gateway-wide settings for the pipeline.
@@ -308,7 +310,9 @@ impl Gateway {
             version: INPUT_VERSION,
             action: Action::List,
             principal,
-            tool,
+            tool: Some(tool),
+            resource: None,
+            prompt: None,
             args: None,
             plan_hash: None,
             environment: &self.settings.environment,
@@ -456,7 +460,9 @@ impl Gateway {
             version: INPUT_VERSION,
             action: Action::Call,
             principal,
-            tool: tool_facts.clone(),
+            tool: Some(tool_facts.clone()),
+            resource: None,
+            prompt: None,
             args: Some(&arguments.value),
             plan_hash: Some(&plan_hash),
             environment: &self.settings.environment,
@@ -513,7 +519,9 @@ impl Gateway {
             version: INPUT_VERSION,
             action: Action::Call,
             principal,
-            tool: facts(&plan.tool),
+            tool: Some(facts(&plan.tool)),
+            resource: None,
+            prompt: None,
             args: Some(&plan.arguments.value),
             plan_hash: Some(&plan.plan_hash),
             environment: &self.settings.environment,

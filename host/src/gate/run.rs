@@ -342,7 +342,7 @@ impl Gateway {
 impl Gateway {
     /// Checks the decision's fuel budgets and charges its call-rate rules: over any, the call
     /// does not run.
-    async fn charge(
+    pub(super) async fn charge(
         &self,
         calls: Vec<crate::state::Charge>,
         fuel: &[crate::state::Charge],

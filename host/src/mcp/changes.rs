@@ -1,8 +1,10 @@
-//! `notifications/tools/list_changed`: sent to a client when a reload of the catalog or of the
-//! policy changes what that client may see — which tools, their pinned descriptors, their
-//! components' digests — and only then (a reload that changes nothing visible to this principal
-//! stays silent). Over stdio it goes to the session; over streamable HTTP to each open
-//! `subscriptions/listen` stream (MCP 2026-07-28) that asked for `toolsListChanged`.
+//! `notifications/tools/list_changed` (and `resources/list_changed`, `prompts/list_changed`):
+//! sent to a client when a reload of the catalog or of the policy changes what that client may
+//! see — which tools, resources, templates and prompts, their pinned descriptors, their
+//! components' digests — and only then, and only for the lists that changed (a reload that
+//! changes nothing visible to this principal stays silent). Over stdio it goes to the session;
+//! over streamable HTTP to each open `subscriptions/listen` stream (MCP 2026-07-28) that asked
+//! for it.
 
 use rmcp::service::SubscriptionContext;
 use tokio::sync::watch;
@@ -10,21 +12,61 @@ use tokio::sync::watch;
 use crate::gate::{Gateway, Transport};
 use crate::policy::Principal;
 
-/// What a principal may see: each visible tool's name, descriptor digest and component digest.
-type View = Vec<(String, String, String)>;
+/// What a principal may see of one list: each visible item's name, descriptor digest and
+/// component digest.
+type List = Vec<(String, String, String)>;
+
+/// What a principal may see: tools, resources and templates, prompts.
+#[derive(PartialEq, Eq)]
+struct View {
+    tools: List,
+    resources: List,
+    prompts: List,
+}
+
+/// Which lists changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Changed {
+    pub tools: bool,
+    pub resources: bool,
+    pub prompts: bool,
+}
 
 fn view(gateway: &Gateway, principal: &Principal, transport: Transport) -> View {
-    gateway
+    let item = |name: &str, digest: &str, component: &str| {
+        (name.to_string(), digest.to_string(), component.to_string())
+    };
+    let tools = gateway
         .visible_tools(principal, transport)
         .iter()
         .map(|t| {
-            (
-                t.descriptor.name.clone(),
-                t.descriptor.digest.clone(),
-                t.component.digest.clone(),
+            item(
+                &t.descriptor.name,
+                &t.descriptor.digest,
+                &t.component.digest,
             )
         })
-        .collect()
+        .collect();
+    let (fixed, templates) = gateway.visible_resources(principal, transport);
+    let resources = fixed
+        .iter()
+        .map(|r| item(&r.uri, &r.digest, &r.component.digest))
+        .chain(
+            templates
+                .iter()
+                .map(|t| item(t.template.as_str(), &t.digest, &t.component.digest)),
+        )
+        .collect();
+    let prompts = gateway
+        .visible_prompts(principal, transport)
+        .iter()
+        .map(|p| item(&p.text.name, &p.digest, &p.component.digest))
+        .collect();
+    View {
+        tools,
+        resources,
+        prompts,
+    }
 }
 
 /// One client's view, followed across reloads.
@@ -49,17 +91,20 @@ impl<'a> Follower<'a> {
         }
     }
 
-    /// Waits until what the principal may see differs from what it saw last; `false` when the
-    /// gateway has gone.
-    pub async fn next(&mut self) -> bool {
+    /// Waits until what the principal may see differs from what it saw last, and says which
+    /// lists differ; `None` when the gateway has gone.
+    pub async fn next(&mut self) -> Option<Changed> {
         loop {
-            if self.changes.changed().await.is_err() {
-                return false;
-            }
+            self.changes.changed().await.ok()?;
             let now = view(self.gateway, self.principal, self.transport);
-            if now != self.seen {
+            let changed = Changed {
+                tools: now.tools != self.seen.tools,
+                resources: now.resources != self.seen.resources,
+                prompts: now.prompts != self.seen.prompts,
+            };
+            if changed != Changed::default() {
                 self.seen = now;
-                return true;
+                return Some(changed);
             }
         }
     }
@@ -73,7 +118,13 @@ pub async fn listen(
     transport: Transport,
     subscription: SubscriptionContext,
 ) {
-    if subscription.accepted().tools_list_changed != Some(true) {
+    let accepted = subscription.accepted();
+    let wants = Changed {
+        tools: accepted.tools_list_changed == Some(true),
+        resources: accepted.resources_list_changed == Some(true),
+        prompts: accepted.prompts_list_changed == Some(true),
+    };
+    if wants == Changed::default() {
         tokio::select! {
             _ = subscription.cancelled() => {}
             _ = super::drain::draining() => {}
@@ -85,8 +136,22 @@ pub async fn listen(
         tokio::select! {
             _ = subscription.cancelled() => return,
             _ = super::drain::draining() => return,
-            more = follower.next() => {
-                if !more || subscription.sink().notify_tool_list_changed().await.is_err() {
+            changed = follower.next() => {
+                let Some(changed) = changed else { return };
+                let sink = subscription.sink();
+                let sent = async {
+                    if changed.tools && wants.tools {
+                        sink.notify_tool_list_changed().await?;
+                    }
+                    if changed.resources && wants.resources {
+                        sink.notify_resource_list_changed().await?;
+                    }
+                    if changed.prompts && wants.prompts {
+                        sink.notify_prompt_list_changed().await?;
+                    }
+                    Ok::<(), rmcp::service::SubscriptionSendError>(())
+                };
+                if sent.await.is_err() {
                     return;
                 }
             }

@@ -9,10 +9,13 @@
 // of the revisions clients speak today; rmcp marks its types deprecated.
 #![allow(deprecated)]
 
+mod answer;
 mod changes;
+mod content;
 pub mod drain;
 mod hold;
 pub mod http;
+mod items;
 mod notices;
 mod params;
 pub mod precheck;
@@ -21,14 +24,15 @@ pub mod tasks;
 mod throttle;
 pub mod tls;
 
+pub use answer::{IDEMPOTENCY_KEY_META, MAX_MESSAGE_BYTES, RETRY_AFTER, to_mcp};
+
 use std::sync::Arc;
 
-use base64::Engine as _;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, CancelTaskParams, ContentBlock,
-    CreateTaskResult, ErrorData, GetTaskParams, GetTaskResult, Implementation, InitializeResult,
-    ListToolsResult, LoggingLevel, MetaObject, PaginatedRequestParams, ResourceContents,
-    ServerCapabilities, SetLevelRequestParams, SubscriptionFilter, Tool, ToolAnnotations,
+    CallToolRequestParams, CallToolResponse, CancelTaskParams, CreateTaskResult, ErrorData,
+    GetTaskParams, GetTaskResult, Implementation, InitializeResult, ListToolsResult, LoggingLevel,
+    MetaObject, PaginatedRequestParams, ServerCapabilities, SetLevelRequestParams,
+    SubscriptionFilter, Tool, ToolAnnotations,
 };
 use rmcp::service::{RequestContext, SubscriptionContext};
 use rmcp::{RoleServer, ServerHandler};
@@ -36,10 +40,8 @@ use serde_json::{Map, Value, json};
 use tracing::Instrument;
 
 use crate::catalog::ToolEntry;
-use crate::gate::{CallOutcome, GateError, Gateway, KeyUse, RawArgs, Transport};
-use crate::grants::show_bytes;
+use crate::gate::{GateError, Gateway, RawArgs, Transport};
 use crate::policy::Principal;
-use crate::runner::{ContentItem, RunReport};
 
 /// Instructions shown to clients at initialisation.
 const INSTRUCTIONS: &str = "portcullis runs each tool in a fresh sandbox with only the \
@@ -68,6 +70,15 @@ impl Handler {
             principal,
             transport,
             log_level: Arc::default(),
+        }
+    }
+
+    /// What a read, prompt or completion carries besides its parameters (no idempotency key).
+    fn asked(&self, context: &RequestContext<RoleServer>) -> crate::gate::Asked {
+        crate::gate::Asked {
+            idempotency_key: None,
+            trace: trace_context(context),
+            subject_token: subject_token(context),
         }
     }
 
@@ -117,199 +128,6 @@ pub fn mcp_tool(entry: &ToolEntry) -> Tool {
     tool
 }
 
-fn content(item: &ContentItem) -> ContentBlock {
-    let b64 = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
-    match item {
-        ContentItem::Text { text } => ContentBlock::text(text.clone()),
-        ContentItem::Image { data, mime_type } => ContentBlock::image(b64(data), mime_type.clone()),
-        ContentItem::Audio { data, mime_type } => ContentBlock::audio(b64(data), mime_type.clone()),
-        ContentItem::Resource {
-            uri,
-            mime_type,
-            text,
-            blob,
-        } => {
-            let contents = match (text, blob) {
-                (Some(text), _) => ResourceContents::text(text.clone(), uri.clone()),
-                (None, Some(blob)) => ResourceContents::blob(b64(blob), uri.clone()),
-                (None, None) => ResourceContents::text(String::new(), uri.clone()),
-            };
-            let contents = match mime_type {
-                Some(mime) => contents.with_mime_type(mime.clone()),
-                None => contents,
-            };
-            ContentBlock::resource(contents)
-        }
-    }
-}
-
-/// Where an agent puts its idempotency key: `params._meta["portcullis/idempotency_key"]`.
-pub const IDEMPOTENCY_KEY_META: &str = "portcullis/idempotency_key";
-
-fn meta(plan_hash: Option<&str>, report: Option<&RunReport>) -> Option<MetaObject> {
-    let mut map = Map::new();
-    if let Some(hash) = plan_hash {
-        map.insert("portcullis/plan_hash".into(), json!(hash));
-    }
-    if let Some(report) = report {
-        map.insert("portcullis/fuel_used".into(), json!(report.fuel_used));
-        map.insert(
-            "portcullis/elapsed_us".into(),
-            json!(report.elapsed.as_micros() as u64),
-        );
-        if !report.egress.is_empty() {
-            map.insert("portcullis/egress".into(), json!(report.egress));
-        }
-    }
-    (!map.is_empty()).then_some(MetaObject(map))
-}
-
-/// How long a client told "busy" should wait before it tries again.
-pub const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
-
-/// The largest JSON-RPC message the gateway sends. MCP clients drop longer ones (rmcp's stdio
-/// lines and SSE events stop at 16 MiB, silently), so a result that encodes to more is
-/// reported as an output limit instead of being sent and lost.
-pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-/// Room for the JSON-RPC envelope around a result.
-const ENVELOPE_BYTES: usize = 1024;
-
-/// `Some(size)` when `result` encodes to more than [`MAX_MESSAGE_BYTES`]. Only a call whose
-/// output limit allows results near that size pays for measuring.
-fn oversized(result: &CallToolResult, output_limit: u64) -> Option<usize> {
-    if output_limit < (MAX_MESSAGE_BYTES / 8) as u64 {
-        // Escaping at most sextuples text (`\u0000`) and base64 adds a third.
-        return None;
-    }
-    // A result that cannot even be encoded counts as too large.
-    let size = serde_json::to_vec(result)
-        .map_or(usize::MAX, |bytes| bytes.len())
-        .saturating_add(ENVELOPE_BYTES);
-    (size > MAX_MESSAGE_BYTES).then_some(size)
-}
-
-/// The one mapping from a gateway outcome to an MCP answer.
-pub fn to_mcp(result: Result<CallOutcome, GateError>) -> Result<CallToolResult, ErrorData> {
-    match result {
-        Ok(outcome) => {
-            let output = outcome.report.outcome.as_ref().map_err(|e| {
-                ErrorData::internal_error(format!("inconsistent outcome: {e}"), None)
-            })?;
-            let mut result = CallToolResult::success(output.content.iter().map(content).collect());
-            result.structured_content = output.structured.clone();
-            result.is_error = Some(output.is_error);
-            if let Some(size) = oversized(&result, outcome.limits.output_bytes) {
-                result = CallToolResult::error(vec![ContentBlock::text(format!(
-                    "output limit reached: the result encodes to {} as an MCP message; a message may be at most {}",
-                    show_bytes(size as u64),
-                    show_bytes(MAX_MESSAGE_BYTES as u64)
-                ))]);
-            }
-            let mut meta =
-                meta(Some(&outcome.plan_hash), Some(&outcome.report)).unwrap_or_default();
-            meta.insert("portcullis/job".into(), json!(outcome.job));
-            meta.insert("portcullis/trace_id".into(), json!(outcome.trace_id));
-            meta.insert(
-                "portcullis/policy_digest".into(),
-                json!(outcome.policy_digest),
-            );
-            if let Some(KeyUse { key, replayed }) = &outcome.idempotency {
-                meta.insert(
-                    "portcullis/idempotency".into(),
-                    json!({ "key": key, "replayed": replayed }),
-                );
-            }
-            Ok(result.with_meta(Some(meta)))
-        }
-        Err(GateError::UnknownTool(name)) => Err(ErrorData::invalid_params(
-            format!("unknown tool `{name}`"),
-            None,
-        )),
-        Err(
-            error @ (GateError::Arguments(_)
-            | GateError::Schema(_)
-            | GateError::BadKey(_)
-            | GateError::Delegation(_)
-            | GateError::State(_)
-            | GateError::Unrecorded(_)),
-        ) => Ok(CallToolResult::error(vec![ContentBlock::text(
-            error.to_string(),
-        )])),
-        Err(ref error @ (GateError::PendingApproval(ref a) | GateError::ApprovalDenied(ref a))) => {
-            let mut meta = meta(Some(&a.plan_hash), None).unwrap_or_default();
-            meta.insert("portcullis/approval".into(), approval_meta(a));
-            Ok(
-                CallToolResult::error(vec![ContentBlock::text(error.to_string())])
-                    .with_meta(Some(meta)),
-            )
-        }
-        Err(ref error @ GateError::KeyConflict { .. })
-        | Err(ref error @ GateError::InDoubt { .. }) => {
-            Ok(CallToolResult::error(vec![ContentBlock::text(
-                error.to_string(),
-            )]))
-        }
-        Err(ref error @ GateError::RateLimited { ref limit, .. }) => {
-            let mut meta = Map::new();
-            meta.insert(
-                "portcullis/rate_limit".into(),
-                json!({ "key": limit.key, "max": limit.max, "window_s": limit.window_s, "used": limit.used, "resets_at": crate::time::rfc3339(limit.resets_at) }),
-            );
-            Ok(
-                CallToolResult::error(vec![ContentBlock::text(error.to_string())])
-                    .with_meta(Some(MetaObject(meta))),
-            )
-        }
-        Err(
-            ref error @ (GateError::Replayed { ref plan_hash, .. }
-            | GateError::OutcomeUnrecorded { ref plan_hash, .. }),
-        ) => Ok(
-            CallToolResult::error(vec![ContentBlock::text(error.to_string())])
-                .with_meta(meta(Some(plan_hash), None)),
-        ),
-        Err(ref error @ GateError::Denied { ref plan_hash, .. }) => Ok(CallToolResult::error(
-            vec![ContentBlock::text(error.to_string())],
-        )
-        .with_meta(meta(Some(plan_hash), None))),
-        Err(error @ GateError::Busy(_)) => {
-            let mut meta = Map::new();
-            meta.insert(
-                "portcullis/retry_after_ms".into(),
-                json!(RETRY_AFTER.as_millis() as u64),
-            );
-            Ok(
-                CallToolResult::error(vec![ContentBlock::text(error.to_string())])
-                    .with_meta(Some(MetaObject(meta))),
-            )
-        }
-        Err(
-            ref error @ GateError::Run {
-                ref plan_hash,
-                ref report,
-            },
-        ) => Ok(
-            CallToolResult::error(vec![ContentBlock::text(error.to_string())])
-                .with_meta(meta(Some(plan_hash), Some(report))),
-        ),
-    }
-}
-
-/// An approval as the agent sees it: what it waits for and what to do.
-fn approval_meta(a: &crate::state::Approval) -> Value {
-    json!({
-        "id": a.id,
-        "status": a.status,
-        "state": crate::approvals::status_message(a),
-        "reason": a.requirement.reason,
-        "approvers": a.requirement.approvers,
-        "roles": a.requirement.roles,
-        "given": crate::approvals::counted(&a.requirement, &a.principal, &a.votes).len(),
-        "expires_at": crate::time::rfc3339(a.expires_at),
-        "policy_digest": a.policy_digest,
-        "next": "repeat this identical call after approval; it runs once",
-    })
-}
-
 /// Whether the request speaks a protocol version before 2026-07-28 (by its
 /// `MCP-Protocol-Version` header over HTTP — absent means 2025-03-26 — or the session's).
 fn legacy(context: &RequestContext<RoleServer>) -> bool {
@@ -333,6 +151,15 @@ fn trace_context(context: &RequestContext<RoleServer>) -> Option<crate::telemetr
     let parent = context.meta.get("traceparent")?.as_str()?;
     let state = context.meta.get("tracestate").and_then(Value::as_str);
     crate::telemetry::TraceContext::parse(parent, state)
+}
+
+/// The caller's OAuth access token (HTTP), for grants that inject a token exchanged for it.
+fn subject_token(context: &RequestContext<RoleServer>) -> Option<crate::delegation::SubjectToken> {
+    context
+        .extensions
+        .get::<::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<crate::delegation::SubjectToken>())
+        .cloned()
 }
 
 /// The agent's idempotency key, if it sent one; not a string is an error.
@@ -378,15 +205,10 @@ impl Handler {
         let hold = self.gateway.settings.approval_hold;
         let keep_args = tasks || !hold.is_zero();
         let kept_args = keep_args.then(|| request.arguments.clone()).flatten();
-        let subject_token = context
-            .extensions
-            .get::<::http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<crate::delegation::SubjectToken>())
-            .cloned();
         let asked = crate::gate::Asked {
             idempotency_key: key,
             trace,
-            subject_token,
+            subject_token: subject_token(&context),
         };
         let mut result = self
             .gateway
@@ -456,6 +278,11 @@ impl ServerHandler for Handler {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_resources()
+                .enable_resources_list_changed()
+                .enable_prompts()
+                .enable_prompts_list_changed()
+                .enable_completions()
                 .enable_logging()
                 .enable_tasks()
                 .build(),
@@ -503,6 +330,138 @@ impl ServerHandler for Handler {
             .await
     }
 
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourcesResult, ErrorData> {
+        let principal = self.principal(&context)?;
+        let (fixed, _) = self.gateway.visible_resources(&principal, self.transport);
+        Ok(items::resources(&fixed))
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListResourceTemplatesResult, ErrorData> {
+        let principal = self.principal(&context)?;
+        let (_, templates) = self.gateway.visible_resources(&principal, self.transport);
+        Ok(items::templates(&templates))
+    }
+
+    async fn read_resource(
+        &self,
+        request: rmcp::model::ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
+        let principal = self.principal(&context)?;
+        let asked = self.asked(&context);
+        let span = self.gateway.request_span(
+            "resources/read",
+            &request.uri,
+            &principal,
+            self.transport,
+            asked.trace.as_ref(),
+        );
+        let result = self
+            .gateway
+            .read_resource(&principal, &request.uri, self.transport, asked)
+            .instrument(span)
+            .await;
+        items::read(result).map(Into::into)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::ListPromptsResult, ErrorData> {
+        let principal = self.principal(&context)?;
+        let prompts = self.gateway.visible_prompts(&principal, self.transport);
+        Ok(items::prompts(&prompts))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: rmcp::model::GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::GetPromptResponse, ErrorData> {
+        let principal = self.principal(&context)?;
+        let asked = self.asked(&context);
+        let span = self.gateway.request_span(
+            "prompts/get",
+            &request.name,
+            &principal,
+            self.transport,
+            asked.trace.as_ref(),
+        );
+        let result = self
+            .gateway
+            .get_prompt(
+                &principal,
+                &request.name,
+                request.arguments,
+                self.transport,
+                asked,
+            )
+            .instrument(span)
+            .await;
+        items::got(result).map(Into::into)
+    }
+
+    async fn complete(
+        &self,
+        request: rmcp::model::CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CompleteResult, ErrorData> {
+        let principal = self.principal(&context)?;
+        let asked = self.asked(&context);
+        let given = request.context.as_ref().and_then(|c| c.arguments.as_ref());
+        let given = given.map(|args| {
+            args.iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect::<Map<String, Value>>()
+        });
+        let result = self
+            .gateway
+            .complete(
+                &principal,
+                items::reference(&request)?,
+                &request.argument.name,
+                &request.argument.value,
+                given,
+                self.transport,
+                asked,
+            )
+            .await;
+        items::completed(result)
+    }
+
+    #[allow(deprecated)]
+    async fn subscribe(
+        &self,
+        request: rmcp::model::SubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let principal = self.principal(&context)?;
+        self.gateway
+            .may_watch(&principal, &request.uri, self.transport)
+            .map_err(ErrorData::from)
+    }
+
+    #[allow(deprecated)]
+    async fn unsubscribe(
+        &self,
+        request: rmcp::model::UnsubscribeRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        let principal = self.principal(&context)?;
+        self.gateway
+            .may_watch(&principal, &request.uri, self.transport)
+            .map_err(ErrorData::from)
+    }
+
     async fn get_task(
         &self,
         request: GetTaskParams,
@@ -525,7 +484,13 @@ impl ServerHandler for Handler {
         &self,
         _requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
-        Some(SubscriptionFilter::builder().tools_list_changed().build())
+        Some(
+            SubscriptionFilter::builder()
+                .tools_list_changed()
+                .resources_list_changed()
+                .prompts_list_changed()
+                .build(),
+        )
     }
 
     async fn listen(&self, subscription: SubscriptionContext) -> Result<(), ErrorData> {

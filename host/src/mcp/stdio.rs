@@ -81,8 +81,20 @@ where
         tokio::spawn(async move {
             let mut follower =
                 super::changes::Follower::new(&gateway, &principal, Transport::Stdio);
-            while follower.next().await {
-                if peer.notify_tool_list_changed().await.is_err() {
+            while let Some(changed) = follower.next().await {
+                let sent = async {
+                    if changed.tools {
+                        peer.notify_tool_list_changed().await?;
+                    }
+                    if changed.resources {
+                        peer.notify_resource_list_changed().await?;
+                    }
+                    if changed.prompts {
+                        peer.notify_prompt_list_changed().await?;
+                    }
+                    Ok::<(), rmcp::ServiceError>(())
+                };
+                if sent.await.is_err() {
                     return;
                 }
             }

@@ -20,7 +20,9 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::builtins::code_only;
-use super::types::{Action, Decision, PolicyInput, Principal, ToolFacts};
+use super::types::{
+    Action, Decision, PolicyInput, Principal, PromptFacts, ResourceFacts, ToolFacts,
+};
 use crate::state::Usage;
 
 /// Decisions kept at most per bundle; past it the memo starts over.
@@ -79,7 +81,9 @@ struct Key<'a> {
     version: u32,
     action: Action,
     principal: &'a Principal,
-    tool: &'a ToolFacts,
+    tool: Option<&'a ToolFacts>,
+    resource: Option<&'a ResourceFacts>,
+    prompt: Option<&'a PromptFacts>,
     /// Covers the tool, its component digest, the canonical arguments, the principal's id and
     /// the environment.
     plan_hash: Option<&'a str>,
@@ -97,7 +101,9 @@ fn key(input: &PolicyInput<'_>) -> Option<[u8; 32]> {
         version: input.version,
         action: input.action,
         principal: input.principal,
-        tool: &input.tool,
+        tool: input.tool.as_ref(),
+        resource: input.resource.as_ref(),
+        prompt: input.prompt.as_ref(),
         plan_hash: input.plan_hash,
         environment: input.environment,
         usage: input.usage,

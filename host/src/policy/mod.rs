@@ -37,7 +37,8 @@ use serde::Serialize;
 pub use rego_tests::{TestOutcome, TestReport};
 pub use sources::PolicySource;
 pub use types::{
-    Action, Decision, INPUT_VERSION, LimitsSpec, PolicyInput, Principal, RequestContext, ToolFacts,
+    Action, Decision, INPUT_VERSION, LimitsSpec, PolicyInput, Principal, PromptFacts,
+    RequestContext, ResourceFacts, ToolFacts,
 };
 
 /// The rule every policy must define.
@@ -295,7 +296,9 @@ impl Policy {
         tracing::error!(
             reference = %reference,
             // Debug-escaped: for a tool that does not exist the name is the client's.
-            tool = ?input.tool.name,
+            tool = ?input.tool.as_ref().map(|t| &t.name),
+            resource = ?input.resource.as_ref().map(|r| &r.uri),
+            prompt = ?input.prompt.as_ref().map(|p| &p.name),
             principal = %input.principal.id,
             action = ?input.action,
             "policy error, denying: {detail}"

@@ -19,6 +19,24 @@ pub enum Action {
     List,
     /// May the principal run this call, and with what?
     Call,
+    /// May the principal read this resource (`resources/read`), and with what?
+    Read,
+    /// May the principal get this prompt (`prompts/get`), and with what?
+    Get,
+    /// May the principal ask this prompt's or template's component for completions?
+    Complete,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::List => "list",
+            Self::Call => "call",
+            Self::Read => "read",
+            Self::Get => "get",
+            Self::Complete => "complete",
+        }
+    }
 }
 
 /// Who is calling.
@@ -43,6 +61,32 @@ pub struct ToolFacts {
     /// `sha256:` of the pinned descriptor.
     pub descriptor_digest: String,
     pub annotations: ToolAnnotations,
+}
+
+/// A resource as the gateway knows it: the URI asked for and what serves it.
+#[derive(Clone, Debug, Serialize)]
+pub struct ResourceFacts {
+    /// The URI read (for `list`, the fixed URI or the template).
+    pub uri: String,
+    /// The declared name.
+    pub name: String,
+    /// The URI template it matched, if it is not a fixed resource.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    pub component: String,
+    pub digest: String,
+    pub descriptor_digest: String,
+}
+
+/// A prompt as the gateway knows it.
+#[derive(Clone, Debug, Serialize)]
+pub struct PromptFacts {
+    pub name: String,
+    pub component: String,
+    pub digest: String,
+    pub descriptor_digest: String,
 }
 
 /// Facts about the request itself.
@@ -70,8 +114,16 @@ pub struct PolicyInput<'a> {
     pub version: u32,
     pub action: Action,
     pub principal: &'a Principal,
-    pub tool: ToolFacts,
-    /// The canonical arguments (calls only).
+    /// What is decided on: a tool (`list`, `call`), a resource (`list`, `read`, `complete` of
+    /// a template) or a prompt (`list`, `get`, `complete`); exactly one is present.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool: Option<ToolFacts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource: Option<ResourceFacts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<PromptFacts>,
+    /// The canonical arguments (calls); a template's variables (reads); a prompt's arguments
+    /// (gets); `{argument: {name, value}, context}` (completions).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub args: Option<&'a Value>,
     /// `sha256:` over tool, component digest, canonical args, principal, environment.

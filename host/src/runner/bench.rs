@@ -32,15 +32,16 @@ impl Runner {
             )
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let instance = pre
+            .pre
             .instantiate_async(&mut store)
             .await
             .map_err(anyhow::Error::from)?;
-        let tool = instance.portcullis_tool_tool();
+        let request = super::Request::Call { name, input };
         let mut times = Vec::with_capacity(iterations);
         for _ in 0..iterations {
             let started = Instant::now();
-            let result = tool
-                .call_call(&mut store, name, input)
+            let result = pre
+                .invoke(&mut store, &instance, &request, limits.output_bytes)
                 .await
                 .map_err(anyhow::Error::from)?;
             times.push(started.elapsed());

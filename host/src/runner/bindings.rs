@@ -1,7 +1,17 @@
-//! Host-side bindings for the `portcullis:tool` WIT package (`wit/`).
+//! Host-side bindings for the `portcullis:tool` WIT package: the current version (`wit/`)
+//! and 0.1.0 (`wit/legacy/0.1/`), whose components keep working.
 
 wasmtime::component::bindgen!({
     path: "../wit",
-    world: "tool-component",
+    world: "server-component",
     exports: { default: async },
 });
+
+/// `portcullis:tool@0.1.0`: tools only, content without links or annotations.
+pub mod v01 {
+    wasmtime::component::bindgen!({
+        path: "../wit/legacy/0.1",
+        world: "tool-component",
+        exports: { default: async },
+    });
+}

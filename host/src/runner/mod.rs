@@ -10,7 +10,9 @@ mod admission;
 mod bench;
 pub mod bindings;
 mod engine;
+mod exports;
 mod fsguard;
+mod items;
 mod output;
 mod report;
 mod state;
@@ -25,11 +27,20 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 pub use admission::{Admission, Admitter, Busy, PerKey, Ticket};
-pub use bindings::ToolComponentPre;
-pub use bindings::portcullis::tool::types::{Annotations, ToolInfo};
+pub use bindings::portcullis::tool::types::{
+    Annotations, CompletionRequest, CompletionTarget, PromptArgument, PromptInfo, ResourceInfo,
+    ResourceTemplate, ToolInfo,
+};
 pub use engine::{EPOCH_TICK, EngineSettings};
-pub use output::{CallOutput, ContentItem};
-pub use report::RunReport;
+pub use exports::{Described, Prepared, Request};
+pub use items::{
+    Answer, CompletionOutput, MAX_COMPLETIONS, PromptMessage, PromptOutput, ReadOutput,
+};
+pub use output::{
+    Annotations as ContentAnnotations, CallOutput, Content, ContentItem, ResourceBody,
+    ResourceLink, Role,
+};
+pub use report::{Reply, RunReport};
 pub use state::{LogLine, Notice, Notify};
 
 use crate::capabilities::Capabilities;
@@ -53,9 +64,6 @@ const MAX_RESOURCES: usize = 1024;
 /// File I/O runs on the calling thread (no blocking-pool hand-off): fast, but a blocked
 /// syscall cannot be interrupted by the deadline — hence `fsguard` refuses FIFOs and devices.
 const ALLOW_BLOCKING_CURRENT_THREAD: bool = true;
-
-/// A pre-instantiated component, ready for any number of fresh instances.
-pub type Prepared = ToolComponentPre<StoreState>;
 
 /// Which limit ended a call, with its value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -117,9 +125,9 @@ pub enum RunError {
 }
 
 /// A run's outcome as a fixed code: ok, tool_error, limit, trap, busy or error.
-pub fn outcome_name(outcome: &Result<CallOutput, RunError>) -> &'static str {
+pub fn outcome_name<T: Reply>(outcome: &Result<T, RunError>) -> &'static str {
     match outcome {
-        Ok(output) if output.is_error => "tool_error",
+        Ok(output) if output.is_error() => "tool_error",
         Ok(_) => "ok",
         Err(RunError::Limit(_)) => "limit",
         Err(RunError::Tool { .. }) => "tool_error",
@@ -158,12 +166,18 @@ impl Runner {
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)
             .map_err(anyhow::Error::from)
             .context("linking wasi:http")?;
-        bindings::ToolComponent::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+        bindings::ServerComponent::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
             &mut linker,
             |state| state,
         )
         .map_err(anyhow::Error::from)
         .context("linking portcullis:tool/host")?;
+        bindings::v01::ToolComponent::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(anyhow::Error::from)
+        .context("linking portcullis:tool/host@0.1.0")?;
         Ok(Self {
             engine,
             linker,
@@ -199,22 +213,17 @@ impl Runner {
             .instantiate_pre(component)
             .map_err(anyhow::Error::from)
             .context("the component imports something portcullis does not provide")?;
-        ToolComponentPre::new(pre)
-            .map_err(anyhow::Error::from)
-            .context("the component does not export `portcullis:tool/tool`")
+        Prepared::new(pre)
     }
 
-    /// Calls `describe` in a sandbox with no grants at all.
-    pub async fn describe(&self, pre: &Prepared) -> Result<Vec<ToolInfo>, RunError> {
+    /// Calls every `describe` the component exports, in one sandbox with no grants at all.
+    pub async fn describe(&self, pre: &Prepared) -> Result<Described, RunError> {
         let limits = Limits::default();
         let (mut store, _stdio) =
             self.store(&Grants::default(), &CallSecrets::default(), &limits, None)?;
         let run = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance
-                .portcullis_tool_tool()
-                .call_describe(&mut store)
-                .await
+            let instance = pre.pre.instantiate_async(&mut store).await?;
+            pre.describe(&mut store, &instance).await
         };
         match tokio::time::timeout(limits.timeout, run).await {
             Ok(Ok(tools)) => Ok(tools),
@@ -263,7 +272,7 @@ impl Runner {
     #[allow(clippy::too_many_arguments)]
     pub async fn call_admitted(
         &self,
-        _ticket: Ticket,
+        ticket: Ticket,
         pre: &Prepared,
         name: &str,
         input: &str,
@@ -272,6 +281,30 @@ impl Runner {
         notify: Option<Notify>,
         delegated: &CallSecrets,
     ) -> RunReport {
+        let request = Request::Call { name, input };
+        self.run_admitted(ticket, pre, &request, grants, limits, notify, delegated)
+            .await
+            .map(|answer| match answer {
+                Answer::Call(output) => Ok(output),
+                _ => Err(RunError::Internal(anyhow::anyhow!(
+                    "a tool call was answered with something else"
+                ))),
+            })
+    }
+
+    /// Runs any request (a tool call, a resource read, a prompt, a completion) in a fresh
+    /// instance that holds exactly `grants`, under `limits`, as [`Self::call_admitted`] does.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn run_admitted(
+        &self,
+        _ticket: Ticket,
+        pre: &Prepared,
+        request: &Request<'_>,
+        grants: &Grants,
+        limits: &Limits,
+        notify: Option<Notify>,
+        delegated: &CallSecrets,
+    ) -> RunReport<Answer> {
         let started = Instant::now();
         let instantiating = tracing::info_span!(target: STAGE, "instantiate");
         let calling = tracing::info_span!(
@@ -288,13 +321,12 @@ impl Runner {
         let mut instantiated = None;
         let run = async {
             let instance = pre
+                .pre
                 .instantiate_async(&mut store)
                 .instrument(instantiating)
                 .await?;
             instantiated = Some(started.elapsed());
-            instance
-                .portcullis_tool_tool()
-                .call_call(&mut store, name, input)
+            pre.invoke(&mut store, &instance, request, limits.output_bytes)
                 .instrument(calling.clone())
                 .await
         };
@@ -305,9 +337,11 @@ impl Runner {
             .into()),
             Ok(Err(e)) => Err(stdio_overflow(&stdout, &stderr)
                 .unwrap_or_else(|| classify(e, &store, limits, Some(&stderr)))),
-            Ok(Ok(Err(tool_error))) => Err(stdio_overflow(&stdout, &stderr)
-                .unwrap_or_else(|| output::tool_failure(tool_error))),
-            Ok(Ok(Ok(result))) => output::convert(result, limits.output_bytes),
+            Ok(Ok(Err(refused @ RunError::Tool { .. }))) => {
+                Err(stdio_overflow(&stdout, &stderr).unwrap_or(refused))
+            }
+            Ok(Ok(Err(refused))) => Err(refused),
+            Ok(Ok(Ok(answer))) => Ok(answer),
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let elapsed = started.elapsed();

@@ -2,13 +2,39 @@
 
 use std::time::{Duration, Instant};
 
-use super::{CallOutput, LogLine, RunError, output};
+use super::{Answer, CallOutput, LogLine, RunError, output};
 use crate::egress::{EgressEvent, Scrubber};
 
-/// Everything a call produced, successful or not.
+/// What a run may answer: scrubbed of the call's secrets, and perhaps a failure the tool
+/// reported itself (`is_error`).
+pub trait Reply {
+    fn scrub(&mut self, scrubber: &Scrubber);
+    fn is_error(&self) -> bool;
+}
+
+impl Reply for CallOutput {
+    fn scrub(&mut self, scrubber: &Scrubber) {
+        output::scrub(self, scrubber);
+    }
+    fn is_error(&self) -> bool {
+        self.is_error
+    }
+}
+
+impl Reply for Answer {
+    fn scrub(&mut self, scrubber: &Scrubber) {
+        Answer::scrub(self, scrubber);
+    }
+    fn is_error(&self) -> bool {
+        matches!(self, Answer::Call(call) if call.is_error)
+    }
+}
+
+/// Everything a call produced, successful or not: a tool call's output, or (`RunReport<Answer>`)
+/// whatever the request asked the component for.
 #[derive(Debug)]
-pub struct RunReport {
-    pub outcome: Result<CallOutput, RunError>,
+pub struct RunReport<T = CallOutput> {
+    pub outcome: Result<T, RunError>,
     /// Fuel consumed by instantiation and the call.
     pub fuel_used: u64,
     pub elapsed: Duration,
@@ -26,16 +52,34 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    pub(super) fn failed(error: RunError, started: Instant) -> Self {
-        Self::empty(Err(error), 0, started.elapsed())
-    }
-
     /// The report of an earlier run's output, replayed (nothing ran now).
     pub fn replayed(output: CallOutput, fuel_used: u64, elapsed: Duration) -> Self {
         Self::empty(Ok(output), fuel_used, elapsed)
     }
+}
 
-    fn empty(outcome: Result<CallOutput, RunError>, fuel_used: u64, elapsed: Duration) -> Self {
+impl<T: Reply> RunReport<T> {
+    pub(super) fn failed(error: RunError, started: Instant) -> Self {
+        Self::empty(Err(error), 0, started.elapsed())
+    }
+
+    /// The same report with its answer turned into `U` (or into an error).
+    pub fn map<U>(self, f: impl FnOnce(T) -> Result<U, RunError>) -> RunReport<U> {
+        RunReport {
+            outcome: self.outcome.and_then(f),
+            fuel_used: self.fuel_used,
+            elapsed: self.elapsed,
+            instantiated: self.instantiated,
+            stdout: self.stdout,
+            stderr: self.stderr,
+            logs: self.logs,
+            logs_dropped: self.logs_dropped,
+            egress: self.egress,
+            notices_dropped: self.notices_dropped,
+        }
+    }
+
+    fn empty(outcome: Result<T, RunError>, fuel_used: u64, elapsed: Duration) -> Self {
         Self {
             outcome,
             fuel_used,
@@ -56,7 +100,7 @@ impl RunReport {
             return;
         }
         match &mut self.outcome {
-            Ok(output) => output::scrub(output, scrubber),
+            Ok(output) => output.scrub(scrubber),
             Err(RunError::Tool { message, .. }) | Err(RunError::Trap(message)) => {
                 scrubber.text_in_place(message);
             }

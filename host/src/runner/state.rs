@@ -13,6 +13,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 use crate::capabilities::CallCapabilities;
 
 use super::bindings::portcullis::tool::host;
+use super::bindings::v01::portcullis::tool as v01;
 use super::engine;
 use super::fsguard::FsGuard;
 
@@ -245,6 +246,30 @@ impl host::Host for StoreState {
 }
 
 impl super::bindings::portcullis::tool::types::Host for StoreState {}
+
+/// 0.1.0 components get the same host functions.
+impl v01::host::Host for StoreState {
+    fn log(&mut self, level: v01::host::Level, message: String) {
+        let level = match level {
+            v01::host::Level::Trace => host::Level::Trace,
+            v01::host::Level::Debug => host::Level::Debug,
+            v01::host::Level::Info => host::Level::Info,
+            v01::host::Level::Warn => host::Level::Warn,
+            v01::host::Level::Error => host::Level::Error,
+        };
+        host::Host::log(self, level, message);
+    }
+
+    fn progress(&mut self, done: u64, total: Option<u64>, message: Option<String>) {
+        host::Host::progress(self, done, total, message);
+    }
+
+    fn secret(&mut self, name: String) -> Result<String, String> {
+        host::Host::secret(self, name)
+    }
+}
+
+impl v01::types::Host for StoreState {}
 
 #[cfg(test)]
 mod tests {

@@ -22,9 +22,15 @@ pub use context::TraceContext;
 pub const STAGE: &str = "portcullis::stage";
 
 /// Crates that log whole protocol messages (tool arguments and results) below this level; they
-/// are capped here whatever `RUST_LOG` says, because arguments never reach the log. Stage
-/// spans are for OTLP, not the log.
-const CAPPED: &[&str] = &["rmcp=warn", "hyper=info", "portcullis::stage=off"];
+/// are capped here whatever `RUST_LOG` says, because arguments never reach the log. rmcp's
+/// service logs every JSON-RPC error answer at warn, whose message can quote a policy reason
+/// (and so an argument): it gets errors only. Stage spans are for OTLP, not the log.
+const CAPPED: &[&str] = &[
+    "rmcp=warn",
+    "rmcp::service=error",
+    "hyper=info",
+    "portcullis::stage=off",
+];
 
 /// Without `RUST_LOG`: the gateway's own logs, and the OpenTelemetry SDK's warnings (a
 /// collector that cannot be reached).

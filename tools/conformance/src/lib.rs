@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use portcullis_sdk::{Content, Error, Output, Tool, export_tools, log, progress};
+use portcullis_sdk::{Content, Error, Output, Tool, export_component, log, progress};
 use schemars::JsonSchema;
 use serde::Deserialize;
 
@@ -182,17 +182,24 @@ impl Tool for JsonSchema2020 {
     }
 }
 
-export_tools!(
-    SimpleText,
-    ImageContent,
-    AudioContent,
-    EmbeddedResource,
-    MultipleContentTypes,
-    WithLogging,
-    ErrorHandling,
-    WithProgress,
-    JsonSchema2020
-);
+mod items;
+
+export_component! {
+    tools: [
+        SimpleText,
+        ImageContent,
+        AudioContent,
+        EmbeddedResource,
+        MultipleContentTypes,
+        WithLogging,
+        ErrorHandling,
+        WithProgress,
+        JsonSchema2020,
+    ],
+    resources: [items::StaticText, items::StaticBinary, items::Watched],
+    templates: [items::TemplateData],
+    prompts: [items::SimplePrompt, items::WithArguments, items::WithEmbeddedResource, items::WithImage],
+}
 
 #[cfg(test)]
 mod tests {

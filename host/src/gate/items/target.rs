@@ -1,0 +1,214 @@
+//! What an item request is about, what policy sees of it, and who may see it (`list`).
+
+use std::sync::Arc;
+
+use super::super::{Asked, GateError, Gateway, Transport};
+use crate::catalog::{LoadedComponent, PromptEntry, Resolved, ResourceEntry, TemplateEntry};
+use crate::policy::{Action, INPUT_VERSION, PolicyInput, Principal, PromptFacts, ResourceFacts};
+
+/// The item a request is about, with what policy sees of it.
+pub(super) struct Target {
+    /// `resource:<uri or template>` or `prompt:<name>`: bounded by the catalog, for the audit
+    /// trail's tool column and metrics.
+    pub(super) label: String,
+    pub(super) resource: Option<ResourceFacts>,
+    pub(super) prompt: Option<PromptFacts>,
+    pub(super) component: Arc<LoadedComponent>,
+    pub(super) kind: &'static str,
+    /// What the client asked for, for "unknown" answers.
+    pub(super) asked: String,
+}
+
+pub(super) fn fixed_facts(entry: &ResourceEntry) -> ResourceFacts {
+    ResourceFacts {
+        uri: entry.uri.clone(),
+        name: entry.text.name.clone(),
+        template: None,
+        mime_type: entry.mime_type.clone(),
+        component: entry.component.name.clone(),
+        digest: entry.component.digest.clone(),
+        descriptor_digest: entry.digest.clone(),
+    }
+}
+
+fn template_facts(entry: &TemplateEntry, uri: &str) -> ResourceFacts {
+    ResourceFacts {
+        uri: uri.to_string(),
+        name: entry.text.name.clone(),
+        template: Some(entry.template.as_str().to_string()),
+        mime_type: entry.mime_type.clone(),
+        component: entry.component.name.clone(),
+        digest: entry.component.digest.clone(),
+        descriptor_digest: entry.digest.clone(),
+    }
+}
+
+fn prompt_facts(entry: &PromptEntry) -> PromptFacts {
+    PromptFacts {
+        name: entry.text.name.clone(),
+        component: entry.component.name.clone(),
+        digest: entry.component.digest.clone(),
+        descriptor_digest: entry.digest.clone(),
+    }
+}
+
+impl Target {
+    pub(super) fn template(entry: &TemplateEntry, uri: &str) -> Self {
+        Self {
+            label: format!("resource:{}", entry.template.as_str()),
+            resource: Some(template_facts(entry, uri)),
+            prompt: None,
+            component: entry.component.clone(),
+            kind: "resource",
+            asked: uri.to_string(),
+        }
+    }
+
+    pub(super) fn prompt(entry: &PromptEntry) -> Self {
+        Self {
+            label: format!("prompt:{}", entry.text.name),
+            resource: None,
+            prompt: Some(prompt_facts(entry)),
+            component: entry.component.clone(),
+            kind: "prompt",
+            asked: entry.text.name.clone(),
+        }
+    }
+
+    pub(super) fn unknown(&self) -> GateError {
+        GateError::UnknownItem {
+            kind: self.kind,
+            name: self.asked.clone(),
+        }
+    }
+}
+
+impl Gateway {
+    fn may_list_item(
+        &self,
+        principal: &Principal,
+        resource: Option<ResourceFacts>,
+        prompt: Option<PromptFacts>,
+        context: &crate::policy::RequestContext,
+    ) -> bool {
+        let input = PolicyInput {
+            version: INPUT_VERSION,
+            action: Action::List,
+            principal,
+            tool: None,
+            resource,
+            prompt,
+            args: None,
+            plan_hash: None,
+            environment: &self.settings.environment,
+            context,
+            usage: None,
+            approvals: None,
+        };
+        self.policy.decide(&input).allow
+    }
+
+    /// The fixed resources and the templates `principal` may see (policy action `list`).
+    pub fn visible_resources(
+        &self,
+        principal: &Principal,
+        transport: Transport,
+    ) -> (Vec<Arc<ResourceEntry>>, Vec<Arc<TemplateEntry>>) {
+        let context = self.context(transport, Asked::default());
+        let catalog = self.catalog.current();
+        let fixed = catalog
+            .resources()
+            .filter(|r| self.may_list_item(principal, Some(fixed_facts(r)), None, &context))
+            .cloned()
+            .collect();
+        let templates = catalog
+            .templates()
+            .filter(|t| {
+                let facts = template_facts(t, t.template.as_str());
+                self.may_list_item(principal, Some(facts), None, &context)
+            })
+            .cloned()
+            .collect();
+        (fixed, templates)
+    }
+
+    /// The prompts `principal` may see (policy action `list`).
+    pub fn visible_prompts(
+        &self,
+        principal: &Principal,
+        transport: Transport,
+    ) -> Vec<Arc<PromptEntry>> {
+        let context = self.context(transport, Asked::default());
+        self.catalog
+            .current()
+            .prompts()
+            .filter(|p| self.may_list_item(principal, None, Some(prompt_facts(p)), &context))
+            .cloned()
+            .collect()
+    }
+    /// `error`, unless the principal may not see the item: then it is unknown.
+    pub(super) fn hidden_or(
+        &self,
+        principal: &Principal,
+        target: &Target,
+        transport: Transport,
+        error: GateError,
+    ) -> GateError {
+        match self.hidden_or_ok(principal, target, transport) {
+            Err(unknown) => unknown,
+            Ok(()) => error,
+        }
+    }
+
+    pub(super) fn hidden_or_ok(
+        &self,
+        principal: &Principal,
+        target: &Target,
+        transport: Transport,
+    ) -> Result<(), GateError> {
+        let context = self.context(transport, Asked::default());
+        let visible = self.may_list_item(
+            principal,
+            target.resource.clone(),
+            target.prompt.clone(),
+            &context,
+        );
+        if visible {
+            Ok(())
+        } else {
+            Err(target.unknown())
+        }
+    }
+
+    /// Whether `principal` may follow `uri` (`resources/subscribe`): it must lead to a resource
+    /// it may list. Components cannot announce changes yet, so no updates follow.
+    pub fn may_watch(
+        &self,
+        principal: &Principal,
+        uri: &str,
+        transport: Transport,
+    ) -> Result<(), GateError> {
+        let unknown = || GateError::UnknownItem {
+            kind: "resource",
+            name: uri.to_string(),
+        };
+        let target = match self
+            .catalog
+            .current()
+            .resolve(uri)
+            .map_err(|why| GateError::Schema(vec![why]))?
+        {
+            Some(Resolved::Fixed(entry)) => Target {
+                label: String::new(),
+                resource: Some(fixed_facts(&entry)),
+                prompt: None,
+                component: entry.component.clone(),
+                kind: "resource",
+                asked: uri.to_string(),
+            },
+            Some(Resolved::Template { entry, .. }) => Target::template(&entry, uri),
+            None => return Err(unknown()),
+        };
+        self.hidden_or_ok(principal, &target, transport)
+    }
+}
