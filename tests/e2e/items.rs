@@ -267,3 +267,103 @@ async fn resources_prompts_and_completion_are_served_by_components_and_governed(
     assert!(matches!(&kinds[1], ContentBlock::Resource(_)), "{kinds:?}");
     client.cancel().await.unwrap();
 }
+
+/// Grants the workspace to reads of `hostile://file/{name}` only.
+const HOSTILE_POLICY: &str = r#"
+package portcullis
+
+import rego.v1
+
+default decision := {"allow": false}
+
+decision := {"allow": true} if input.action in {"list", "get"}
+
+decision := {"allow": true} if {
+	input.action == "read"
+	input.resource.uri == "hostile://state"
+}
+
+decision := {"allow": true, "grants": {"fs": [{"host": data.gateway.workspace, "guest": "/workspace", "mode": "ro"}]}} if {
+	input.action == "read"
+	input.resource.template == "hostile://file/{name}"
+}
+"#;
+
+fn read_text(result: &rmcp::model::ReadResourceResult) -> String {
+    text_of(&result.contents[0]).1.to_string()
+}
+
+#[tokio::test]
+async fn reads_and_prompts_run_in_fresh_instances_with_only_their_grants_and_are_audited() {
+    let s = setup(Options {
+        components: &["hostile-items"],
+        policy: Some(HOSTILE_POLICY),
+        ..Options::default()
+    });
+    std::fs::write(s.workspace.join("notes.txt"), "granted notes").unwrap();
+    std::fs::write(s.dir.path().join("outside.txt"), "CANARY-outside-7f3a").unwrap();
+    let client = stdio_client(&s).await;
+    let read = |uri: &str| client.read_resource(ReadResourceRequestParams::new(uri));
+
+    // No state survives from one read to the next.
+    for _ in 0..3 {
+        assert_eq!(
+            read_text(&read("hostile://state").await.unwrap()),
+            "reads=1"
+        );
+    }
+    // The read's own grant works...
+    let granted = read_text(&read("hostile://file/notes.txt").await.unwrap());
+    assert_eq!(granted, "read /workspace/notes.txt: granted notes");
+    // ...and a decoded variable cannot climb out of it.
+    for uri in [
+        "hostile://file/..%2Foutside.txt",
+        "hostile://file/%2E%2E%2Foutside.txt",
+        "hostile://file/..%2F..%2F..%2F..%2Fetc%2Fpasswd",
+    ] {
+        let seen = read_text(&read(uri).await.unwrap());
+        assert!(seen.starts_with("refused "), "{uri}: {seen}");
+        assert!(
+            !seen.contains("CANARY") && !seen.contains("root:"),
+            "{uri}: {seen}"
+        );
+    }
+    // A prompt without a grant has no workspace and no environment.
+    let peek = client
+        .get_prompt(GetPromptRequestParams::new("hostile_peek"))
+        .await
+        .unwrap();
+    let ContentBlock::Text(t) = &peek.messages[0].content else {
+        panic!("expected text")
+    };
+    assert!(
+        t.text.starts_with("refused /workspace/notes.txt"),
+        "{}",
+        t.text
+    );
+    assert!(t.text.ends_with("env: []"), "{}", t.text);
+    // Reading what the policy does not allow is denied, and nothing runs.
+    let (code, _) = rpc_error(read("hostile://nothing").await);
+    assert_eq!(code, -32002);
+    client.cancel().await.unwrap();
+
+    // Every read left its intent and outcome; the prompt too.
+    let records = crate::audit::export(&s, &[]);
+    let of = |tool: &str, kind: &str| {
+        records
+            .iter()
+            .filter(|r| r["tool"] == tool && r["kind"] == kind)
+            .count()
+    };
+    assert_eq!(of("resource:hostile://state", "intent"), 3);
+    assert_eq!(of("resource:hostile://state", "outcome"), 3);
+    assert_eq!(of("resource:hostile://file/{name}", "intent"), 4);
+    assert_eq!(of("resource:hostile://file/{name}", "outcome"), 4);
+    assert_eq!(of("prompt:hostile_peek", "outcome"), 1);
+    let intent = records
+        .iter()
+        .find(|r| r["tool"] == "resource:hostile://file/{name}" && r["kind"] == "intent")
+        .unwrap();
+    assert_eq!(intent["args"], json!({"name": "notes.txt"}), "{intent}");
+    assert_eq!(intent["component"]["name"], "hostile-items");
+}

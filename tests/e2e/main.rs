@@ -33,5 +33,6 @@ mod support;
 mod tasks;
 mod tls;
 mod trace;
+mod typescript;
 mod upstream;
 mod webhook;
