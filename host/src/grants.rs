@@ -84,6 +84,9 @@ pub struct Grants {
     /// Names of secrets the tool may resolve with `secret(name)`.
     #[serde(default)]
     pub secrets: Vec<String>,
+    /// Whether the tool may ask the user for input through the client (`elicit`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub elicit: bool,
 }
 
 /// Budgets for one call. Every field is always set: no wasmtime default is relied on.

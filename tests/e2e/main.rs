@@ -11,6 +11,7 @@ mod catalog_reload;
 mod cli;
 mod delegation;
 mod egress;
+mod elicit;
 mod examples;
 mod failclosed;
 mod frontdoor;

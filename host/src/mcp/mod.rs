@@ -10,6 +10,7 @@
 #![allow(deprecated)]
 
 mod answer;
+mod ask;
 mod changes;
 mod content;
 pub mod drain;
@@ -192,6 +193,12 @@ impl Handler {
             context.meta.get_progress_token(),
             level,
         );
+        let notify = ask::joined(
+            delivery.as_ref().map(|d| d.notify.clone()),
+            self.transport,
+            legacy(&context),
+            &context.peer,
+        );
         let key = match idempotency_key(&context) {
             Ok(key) => key,
             Err(message) => {
@@ -218,7 +225,7 @@ impl Handler {
                 RawArgs::Object(request.arguments),
                 self.transport,
                 asked.clone(),
-                delivery.as_ref().map(|d| d.notify.clone()),
+                notify.clone(),
             )
             .await;
         if !tasks
@@ -234,10 +241,12 @@ impl Handler {
                     RawArgs::Object(kept_args.clone()),
                     self.transport,
                     asked,
-                    delivery.as_ref().map(|d| d.notify.clone()),
+                    notify.clone(),
                 )
                 .await;
         }
+        // The call is over: its notices end, so their delivery can finish.
+        drop(notify);
         crate::gate::finish_span(&tracing::Span::current(), &result);
         let task_args = kept_args;
         if tasks && let Err(GateError::PendingApproval(approval)) = &result {

@@ -9,8 +9,6 @@
 
 #![allow(deprecated)] // MCP logging is deprecated by SEP-2577 but still part of 2026-07-28.
 
-use std::sync::Arc;
-
 use rmcp::model::{
     LoggingLevel, LoggingMessageNotificationParam, ProgressNotificationParam, ProgressToken,
 };
@@ -89,7 +87,7 @@ impl Delivery {
             }
         });
         let min = level.map(rank);
-        let notify: Notify = Arc::new(move |notice: Notice| {
+        let notify = Notify::notices(move |notice: Notice| {
             let wanted = match &notice {
                 Notice::Progress { .. } => true,
                 Notice::Log { level, .. } => min.is_some_and(|m| rank(mcp_level(level)) >= m),

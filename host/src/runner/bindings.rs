@@ -4,6 +4,7 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "server-component",
+    imports: { "portcullis:tool/host.elicit": async },
     exports: { default: async },
 });
 

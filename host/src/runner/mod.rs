@@ -7,6 +7,7 @@
 //! bounded buffers (on the stdio transport the real stdout is the protocol).
 
 mod admission;
+mod ask;
 mod bench;
 pub mod bindings;
 mod engine;
@@ -27,6 +28,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 pub use admission::{Admission, Admitter, Busy, PerKey, Ticket};
+pub use ask::{Answering, Ask, ElicitAction, ElicitAnswer, Elicitation, Notify};
 pub use bindings::portcullis::tool::types::{
     Annotations, CompletionRequest, CompletionTarget, PromptArgument, PromptInfo, ResourceInfo,
     ResourceTemplate, ToolInfo,
@@ -41,7 +43,7 @@ pub use output::{
     ResourceLink, Role,
 };
 pub use report::{Reply, RunReport};
-pub use state::{LogLine, Notice, Notify};
+pub use state::{LogLine, Notice};
 
 use crate::capabilities::Capabilities;
 use crate::grants::{FsMode, Grants, Limits, show_bytes};
@@ -406,6 +408,8 @@ impl Runner {
             },
             logs: Vec::new(),
             logs_dropped: 0,
+            elicit: grants.elicit,
+            elicitations: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -2,7 +2,6 @@
 //! limiter, the outbound HTTP hook and secrets of the call, and the host interface
 //! (`portcullis:tool/host`) with its bounded log buffer and rate-limited notices.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use wasmtime::ResourceLimiter;
@@ -12,6 +11,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capabilities::CallCapabilities;
 
+use super::ask::Notify;
 use super::bindings::portcullis::tool::host;
 use super::bindings::v01::portcullis::tool as v01;
 use super::engine;
@@ -113,9 +113,6 @@ pub enum Notice {
     },
 }
 
-/// Where a call's notices go (the MCP transport, for a request that can carry them).
-pub type Notify = Arc<dyn Fn(Notice) + Send + Sync>;
-
 /// Notices per second a call may send, and the burst it may save up.
 pub const NOTICES_PER_SECOND: f64 = 20.0;
 pub const NOTICE_BURST: f64 = 20.0;
@@ -166,14 +163,18 @@ pub struct StoreState {
     pub logs_dropped: usize,
     pub notify: Option<Notify>,
     pub notices: NoticeBudget,
+    /// Whether the call may ask its user (`grants.elicit`), and how often it did.
+    pub elicit: bool,
+    pub elicitations: u32,
 }
 
 impl StoreState {
     fn notice(&mut self, notice: Notice) {
         if let Some(notify) = &self.notify
+            && notify.wants_notices()
             && self.notices.take()
         {
-            notify(notice);
+            notify.send(notice);
         }
     }
 }
@@ -230,6 +231,14 @@ impl host::Host for StoreState {
             total,
             message,
         });
+    }
+
+    async fn elicit(
+        &mut self,
+        message: String,
+        requested_schema: String,
+    ) -> Result<host::ElicitAnswer, String> {
+        self.elicitation(message, requested_schema).await
     }
 
     fn secret(&mut self, name: String) -> Result<String, String> {

@@ -11,6 +11,9 @@ conformance := {
 	"test_tool_with_progress", "json_schema_2020_12_tool",
 }
 
+# The tool that asks the user may do so.
+decision := {"allow": true, "grants": {"elicit": true}} if input.tool.name == "test_elicitation"
+
 conformance_prompts := {
 	"test_simple_prompt", "test_prompt_with_arguments", "test_prompt_with_embedded_resource",
 	"test_prompt_with_image",

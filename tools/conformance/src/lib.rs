@@ -182,6 +182,43 @@ impl Tool for JsonSchema2020 {
     }
 }
 
+/// The message to show with the question.
+#[derive(Deserialize, JsonSchema)]
+pub struct AskInput {
+    /// What to tell the user.
+    message: String,
+}
+
+/// What the suite's client is asked for.
+#[derive(Deserialize, JsonSchema)]
+pub struct UserInfo {
+    /// A user name.
+    username: String,
+    /// An e-mail address.
+    email: String,
+}
+
+pub struct Elicitation;
+
+impl Tool for Elicitation {
+    type Input = AskInput;
+    const NAME: &'static str = "test_elicitation";
+    const DESCRIPTION: &'static str = "Asks the user for a user name and an e-mail address.";
+
+    fn call(input: AskInput) -> Result<Output, Error> {
+        Ok(Output::text(
+            match portcullis_sdk::elicit::<UserInfo>(&input.message)? {
+                portcullis_sdk::Elicited::Accepted(info) => format!(
+                    "User provided: username={}, email={}",
+                    info.username, info.email
+                ),
+                portcullis_sdk::Elicited::Declined => "User declined".to_string(),
+                portcullis_sdk::Elicited::Cancelled => "User cancelled".to_string(),
+            },
+        ))
+    }
+}
+
 mod items;
 
 export_component! {
@@ -195,6 +232,7 @@ export_component! {
         ErrorHandling,
         WithProgress,
         JsonSchema2020,
+        Elicitation,
     ],
     resources: [items::StaticText, items::StaticBinary, items::Watched],
     templates: [items::TemplateData],

@@ -1,0 +1,134 @@
+//! `elicit` from inside a call: a stdio client of MCP 2025-11-25 that declared elicitation is
+//! asked with a classic `elicitation/create` request, its answer is checked against the
+//! schema, and the tool sees it; without the grant, over stateless HTTP, or with an answer
+//! that breaks the schema, the tool's `elicit` fails with the reason and nothing is asked.
+
+use std::sync::{Arc, Mutex};
+
+use rmcp::model::{
+    ClientConfig, ContentBlock, ElicitRequestParams, ElicitResult, ElicitationAction,
+    ElicitationCapability, ErrorData, ProtocolVersion,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ClientHandler, RoleClient};
+use serde_json::{Value, json};
+
+use crate::gateway::{Options, call, setup, stdio_client_with};
+use crate::support::root;
+
+/// Answers every question with `answer` and remembers the questions.
+#[derive(Clone)]
+struct User {
+    answer: Value,
+    asked: Arc<Mutex<Vec<(String, Value)>>>,
+}
+
+impl ClientHandler for User {
+    fn get_info(&self) -> ClientConfig {
+        let mut info = ClientConfig::default();
+        info.protocol_version = ProtocolVersion::V_2025_11_25;
+        info.capabilities.elicitation = Some(ElicitationCapability::default());
+        info
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let request = serde_json::to_value(&request).unwrap();
+        self.asked.lock().unwrap().push((
+            request["message"].as_str().unwrap_or_default().to_string(),
+            request["requestedSchema"].clone(),
+        ));
+        Ok(ElicitResult::new(ElicitationAction::Accept).with_content(self.answer.clone()))
+    }
+}
+
+fn text(result: &rmcp::model::CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| match c {
+            ContentBlock::Text(t) => Some(t.text.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_granted_call_asks_the_user_and_gets_a_checked_answer() {
+    let policy =
+        std::fs::read_to_string(root().join("tools/conformance/policy/conformance.rego")).unwrap();
+    let s = setup(Options {
+        components: &["conformance"],
+        policy: Some(&policy),
+        ..Options::default()
+    });
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let user = User {
+        answer: json!({"username": "ada", "email": "ada@example.com"}),
+        asked: asked.clone(),
+    };
+    let client = stdio_client_with(&s, None, user).await;
+    let result = call(
+        &client,
+        "test_elicitation",
+        json!({"message": "Who are you?"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    assert_eq!(
+        text(&result),
+        "User provided: username=ada, email=ada@example.com"
+    );
+    let questions = asked.lock().unwrap().clone();
+    assert_eq!(questions.len(), 1);
+    assert_eq!(questions[0].0, "Who are you?");
+    assert_eq!(
+        questions[0].1["properties"]["email"]["type"], "string",
+        "{:?}",
+        questions[0].1
+    );
+    client.cancel().await.unwrap();
+
+    // An answer that breaks the schema never reaches the tool.
+    let bad = User {
+        answer: json!({"username": "ada"}),
+        asked: Arc::default(),
+    };
+    let client = stdio_client_with(&s, None, bad).await;
+    let result = call(&client, "test_elicitation", json!({"message": "Who?"}))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    assert!(
+        text(&result).contains("does not match the schema"),
+        "{}",
+        text(&result)
+    );
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn without_the_grant_nothing_is_asked() {
+    let s = setup(Options {
+        components: &["conformance"],
+        policy: Some("package portcullis\nimport rego.v1\ndecision := {\"allow\": true}\n"),
+        ..Options::default()
+    });
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let user = User {
+        answer: json!({"username": "ada", "email": "ada@example.com"}),
+        asked: asked.clone(),
+    };
+    let client = stdio_client_with(&s, None, user).await;
+    let result = call(&client, "test_elicitation", json!({"message": "Who?"}))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    assert!(text(&result).contains("not granted"), "{}", text(&result));
+    assert!(asked.lock().unwrap().is_empty());
+    client.cancel().await.unwrap();
+}
