@@ -367,3 +367,30 @@ async fn reads_and_prompts_run_in_fresh_instances_with_only_their_grants_and_are
     assert_eq!(intent["args"], json!({"name": "notes.txt"}), "{intent}");
     assert_eq!(intent["component"]["name"], "hostile-items");
 }
+
+#[tokio::test]
+async fn a_denied_read_over_http_keeps_its_reason_out_of_the_log() {
+    let s = setup(Options {
+        components: &["conformance"],
+        policy: Some(POLICY),
+        rust_log: "debug",
+        ..Options::default()
+    });
+    let server = crate::gateway::http_server(&s).await;
+    let client = crate::gateway::http_client(&server, crate::gateway::ALICE).await;
+    let canary = "CANARY-template-id-51c9";
+    let uri = format!("test://template/secret-{canary}/data");
+    let (code, message) = rpc_error(
+        client
+            .read_resource(ReadResourceRequestParams::new(uri.as_str()))
+            .await,
+    );
+    assert_eq!(code, -32010);
+    assert!(
+        message.contains(canary),
+        "the agent reads the reason: {message}"
+    );
+    client.cancel().await.unwrap();
+    let log = server.log.lock().unwrap().join("\n");
+    assert!(!log.contains(canary), "{log}");
+}
