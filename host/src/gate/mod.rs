@@ -306,13 +306,25 @@ impl Gateway {
     }
 
     fn may_list(&self, principal: &Principal, tool: ToolFacts, context: &RequestContext) -> bool {
+        self.may_see(principal, Some(tool), None, None, context)
+    }
+
+    /// The `list` decision about one tool, resource or prompt (exactly one is given).
+    fn may_see(
+        &self,
+        principal: &Principal,
+        tool: Option<ToolFacts>,
+        resource: Option<crate::policy::ResourceFacts>,
+        prompt: Option<crate::policy::PromptFacts>,
+        context: &RequestContext,
+    ) -> bool {
         let input = PolicyInput {
             version: INPUT_VERSION,
             action: Action::List,
             principal,
-            tool: Some(tool),
-            resource: None,
-            prompt: None,
+            tool,
+            resource,
+            prompt,
             args: None,
             plan_hash: None,
             environment: &self.settings.environment,

@@ -74,6 +74,23 @@ impl Handler {
         }
     }
 
+    /// The request span of a read or a prompt.
+    fn span(
+        &self,
+        method: &'static str,
+        name: &str,
+        principal: &Principal,
+        asked: &crate::gate::Asked,
+    ) -> tracing::Span {
+        self.gateway.request_span(
+            method,
+            name,
+            principal,
+            self.transport,
+            asked.trace.as_ref(),
+        )
+    }
+
     /// What a read, prompt or completion carries besides its parameters (no idempotency key).
     fn asked(&self, context: &RequestContext<RoleServer>) -> crate::gate::Asked {
         crate::gate::Asked {
@@ -366,13 +383,7 @@ impl ServerHandler for Handler {
     ) -> Result<rmcp::model::ReadResourceResponse, ErrorData> {
         let principal = self.principal(&context)?;
         let asked = self.asked(&context);
-        let span = self.gateway.request_span(
-            "resources/read",
-            &request.uri,
-            &principal,
-            self.transport,
-            asked.trace.as_ref(),
-        );
+        let span = self.span("resources/read", &request.uri, &principal, &asked);
         let result = self
             .gateway
             .read_resource(&principal, &request.uri, self.transport, asked)
@@ -398,13 +409,7 @@ impl ServerHandler for Handler {
     ) -> Result<rmcp::model::GetPromptResponse, ErrorData> {
         let principal = self.principal(&context)?;
         let asked = self.asked(&context);
-        let span = self.gateway.request_span(
-            "prompts/get",
-            &request.name,
-            &principal,
-            self.transport,
-            asked.trace.as_ref(),
-        );
+        let span = self.span("prompts/get", &request.name, &principal, &asked);
         let result = self
             .gateway
             .get_prompt(

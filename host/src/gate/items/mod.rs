@@ -15,13 +15,12 @@ mod target;
 use super::{Asked, GateError, Gateway, Transport, args};
 use crate::audit::Redactor;
 use crate::audit::records::{self, Facts};
-use crate::catalog::Resolved;
 use crate::policy::{Action, INPUT_VERSION, PolicyInput, Principal};
 use crate::runner::{
     Answer, CompletionOutput, CompletionRequest, CompletionTarget, Request, RunError, RunReport,
 };
 use crate::telemetry::STAGE;
-use target::{Target, fixed_facts};
+use target::Target;
 
 /// A read, prompt or completion that ran.
 #[derive(Debug)]
@@ -36,6 +35,14 @@ pub enum CompleteRef<'a> {
     Prompt(&'a str),
     Template(&'a str),
 }
+/// No such item, or one the principal may not see.
+pub(super) fn unknown(kind: &'static str, name: &str) -> GateError {
+    GateError::UnknownItem {
+        kind,
+        name: name.to_string(),
+    }
+}
+
 /// Argument values as strings (MCP's prompt arguments and completion context are strings).
 fn strings(object: &Value) -> Result<Vec<(String, String)>, GateError> {
     let mut out = Vec::new();
@@ -59,32 +66,7 @@ impl Gateway {
         transport: Transport,
         asked: Asked,
     ) -> Result<ItemOutcome, GateError> {
-        let unknown = || GateError::UnknownItem {
-            kind: "resource",
-            name: uri.to_string(),
-        };
-        let resolved = self
-            .catalog
-            .current()
-            .resolve(uri)
-            .map_err(|why| GateError::Schema(vec![why]))?;
-        let (target, template, variables) = match resolved.ok_or_else(unknown)? {
-            Resolved::Fixed(entry) => {
-                let target = Target {
-                    label: format!("resource:{}", entry.uri),
-                    resource: Some(fixed_facts(&entry)),
-                    prompt: None,
-                    component: entry.component.clone(),
-                    kind: "resource",
-                    asked: uri.to_string(),
-                };
-                (target, None, Vec::new())
-            }
-            Resolved::Template { entry, variables } => {
-                let template = Some(entry.template.as_str().to_string());
-                (Target::template(&entry, uri), template, variables)
-            }
-        };
+        let (target, template, variables) = self.resolve(uri)?;
         let args: Map<String, Value> = variables
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -117,10 +99,9 @@ impl Gateway {
         asked: Asked,
     ) -> Result<ItemOutcome, GateError> {
         let catalog = self.catalog.current();
-        let entry = catalog.prompt(name).ok_or_else(|| GateError::UnknownItem {
-            kind: "prompt",
-            name: name.to_string(),
-        })?;
+        let entry = catalog
+            .prompt(name)
+            .ok_or_else(|| unknown("prompt", name))?;
         let target = Target::prompt(entry);
         let checked = args::from_object(arguments, self.settings.args, &[])?;
         let given = strings(&checked.value)?;
@@ -172,10 +153,9 @@ impl Gateway {
         let catalog = self.catalog.current();
         let (target, declared, wit_target) = match reference {
             CompleteRef::Prompt(name) => {
-                let entry = catalog.prompt(name).ok_or_else(|| GateError::UnknownItem {
-                    kind: "prompt",
-                    name: name.to_string(),
-                })?;
+                let entry = catalog
+                    .prompt(name)
+                    .ok_or_else(|| unknown("prompt", name))?;
                 let declared = entry.arguments.iter().any(|a| a.name == argument);
                 (
                     Target::prompt(entry),
@@ -186,10 +166,7 @@ impl Gateway {
             CompleteRef::Template(text) => {
                 let entry = catalog
                     .template(text)
-                    .ok_or_else(|| GateError::UnknownItem {
-                        kind: "resource template",
-                        name: text.to_string(),
-                    })?;
+                    .ok_or_else(|| unknown("resource template", text))?;
                 let declared = entry.template.variables().any(|v| v == argument);
                 let wit_target = CompletionTarget::ResourceTemplate(text.to_string());
                 (Target::template(entry, text), declared, wit_target)

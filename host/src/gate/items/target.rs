@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use super::super::{Asked, GateError, Gateway, Transport};
 use crate::catalog::{LoadedComponent, PromptEntry, Resolved, ResourceEntry, TemplateEntry};
-use crate::policy::{Action, INPUT_VERSION, PolicyInput, Principal, PromptFacts, ResourceFacts};
+use crate::policy::{Principal, PromptFacts, ResourceFacts};
 
 /// The item a request is about, with what policy sees of it.
 pub(super) struct Target {
@@ -19,7 +19,7 @@ pub(super) struct Target {
     pub(super) asked: String,
 }
 
-pub(super) fn fixed_facts(entry: &ResourceEntry) -> ResourceFacts {
+fn fixed_facts(entry: &ResourceEntry) -> ResourceFacts {
     ResourceFacts {
         uri: entry.uri.clone(),
         name: entry.text.name.clone(),
@@ -83,7 +83,38 @@ impl Target {
     }
 }
 
+/// A resource read's target, the template its URI matched (if any) and the variables.
+pub(super) type Resolution = (Target, Option<String>, Vec<(String, String)>);
+
 impl Gateway {
+    /// The resource `uri` leads to, with the template it matched and its variables.
+    pub(super) fn resolve(&self, uri: &str) -> Result<Resolution, GateError> {
+        let resolved = self
+            .catalog
+            .current()
+            .resolve(uri)
+            .map_err(|why| GateError::Schema(vec![why]))?;
+        Ok(
+            match resolved.ok_or_else(|| super::unknown("resource", uri))? {
+                Resolved::Fixed(entry) => {
+                    let target = Target {
+                        label: format!("resource:{}", entry.uri),
+                        resource: Some(fixed_facts(&entry)),
+                        prompt: None,
+                        component: entry.component.clone(),
+                        kind: "resource",
+                        asked: uri.to_string(),
+                    };
+                    (target, None, Vec::new())
+                }
+                Resolved::Template { entry, variables } => {
+                    let template = Some(entry.template.as_str().to_string());
+                    (Target::template(&entry, uri), template, variables)
+                }
+            },
+        )
+    }
+
     fn may_list_item(
         &self,
         principal: &Principal,
@@ -91,21 +122,7 @@ impl Gateway {
         prompt: Option<PromptFacts>,
         context: &crate::policy::RequestContext,
     ) -> bool {
-        let input = PolicyInput {
-            version: INPUT_VERSION,
-            action: Action::List,
-            principal,
-            tool: None,
-            resource,
-            prompt,
-            args: None,
-            plan_hash: None,
-            environment: &self.settings.environment,
-            context,
-            usage: None,
-            approvals: None,
-        };
-        self.policy.decide(&input).allow
+        self.may_see(principal, None, resource, prompt, context)
     }
 
     /// The fixed resources and the templates `principal` may see (policy action `list`).
@@ -188,27 +205,7 @@ impl Gateway {
         uri: &str,
         transport: Transport,
     ) -> Result<(), GateError> {
-        let unknown = || GateError::UnknownItem {
-            kind: "resource",
-            name: uri.to_string(),
-        };
-        let target = match self
-            .catalog
-            .current()
-            .resolve(uri)
-            .map_err(|why| GateError::Schema(vec![why]))?
-        {
-            Some(Resolved::Fixed(entry)) => Target {
-                label: String::new(),
-                resource: Some(fixed_facts(&entry)),
-                prompt: None,
-                component: entry.component.clone(),
-                kind: "resource",
-                asked: uri.to_string(),
-            },
-            Some(Resolved::Template { entry, .. }) => Target::template(&entry, uri),
-            None => return Err(unknown()),
-        };
+        let (target, _, _) = self.resolve(uri)?;
         self.hidden_or_ok(principal, &target, transport)
     }
 }
