@@ -87,6 +87,9 @@ pub struct Grants {
     /// Whether the tool may ask the user for input through the client (`elicit`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub elicit: bool,
+    /// Whether the tool may ask the client's model for a message (`sample`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sample: bool,
 }
 
 /// Budgets for one call. Every field is always set: no wasmtime default is relied on.

@@ -31,7 +31,7 @@ pub fn describe<T: Tool>() -> ToolInfo {
     }
 }
 
-fn role(role: Role) -> wit::Role {
+pub(crate) fn role(role: Role) -> wit::Role {
     match role {
         Role::User => wit::Role::User,
         Role::Assistant => wit::Role::Assistant,
@@ -51,7 +51,7 @@ fn contents(c: Contents) -> wit::EmbeddedResource {
     }
 }
 
-fn content(item: Content) -> wit::Content {
+pub(crate) fn content(item: Content) -> wit::Content {
     let kind = match item {
         Content::Annotated(inner, a) => {
             let mut converted = content(*inner);

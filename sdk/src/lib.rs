@@ -364,10 +364,12 @@ pub mod log {
     }
 }
 
+mod ask;
 pub mod http;
 mod items;
 pub mod schema;
 
+pub use ask::{Elicited, Sampled, Sampling, elicit, elicit_form, sample};
 pub use items::{
     Argument, Arguments, Body, Completion, Contents, Message, Prompt, Resource, ResourceTemplate,
     Role,
@@ -384,42 +386,6 @@ pub use items::{
 /// only for credentials that cannot travel that way (e.g. a key that signs a payload).
 pub fn secret(name: &str) -> Result<String, Error> {
     bindings::portcullis::tool::host::secret(name).map_err(Error::Failed)
-}
-
-/// What the user did with a question ([`elicit`]).
-#[derive(Clone, Debug, PartialEq)]
-pub enum Elicited<T> {
-    /// The user answered.
-    Accepted(T),
-    /// The user said no.
-    Declined,
-    /// The user dismissed the question.
-    Cancelled,
-}
-
-/// Asks the user, through the client, for a `T`: a struct of strings, numbers, booleans and
-/// enums (MCP's elicitation subset; its derived schema is the form the client shows).
-///
-/// Works only when the call's decision grants it (`grants.elicit`) and the client can be asked
-/// (today: a stdio session of a client that declared elicitation, MCP before 2026-07-28);
-/// otherwise it fails with the reason. The wait counts against the call's time limit. The
-/// answer comes from the user: check it as you would any input.
-pub fn elicit<T: serde::de::DeserializeOwned + JsonSchema>(
-    message: &str,
-) -> Result<Elicited<T>, Error> {
-    use bindings::portcullis::tool::host::{ElicitAction, elicit};
-    let schema = schema_for::<T>();
-    let answer = elicit(message, &schema.as_value().to_string()).map_err(Error::Failed)?;
-    match answer.action {
-        ElicitAction::Accept => {
-            let content = answer.content.unwrap_or_else(|| "{}".into());
-            let value = serde_json::from_str(&content)
-                .map_err(|e| Error::failed(format!("the answer does not fit: {e}")))?;
-            Ok(Elicited::Accepted(value))
-        }
-        ElicitAction::Decline => Ok(Elicited::Declined),
-        ElicitAction::Cancel => Ok(Elicited::Cancelled),
-    }
 }
 
 /// Reports progress of the running call: `done` out of `total` units (if known), with an

@@ -1,13 +1,20 @@
-//! `elicit` from inside a call: a stdio client of MCP 2025-11-25 that declared elicitation is
-//! asked with a classic `elicitation/create` request, its answer is checked against the
-//! schema, and the tool sees it; without the grant, over stateless HTTP, or with an answer
-//! that breaks the schema, the tool's `elicit` fails with the reason and nothing is asked.
+//! `elicit` and `sample` from inside a call: a stdio client of MCP 2025-11-25 that declared
+//! elicitation (sampling) is asked with a classic `elicitation/create`
+//! (`sampling/createMessage`) request, an elicitation's answer is checked against the schema,
+//! and the tool sees the answer; without the grant, or with an answer that breaks the schema,
+//! the tool's call fails with the reason and nothing is asked. (Over HTTP sessions the
+//! conformance suite asks both, with the TypeScript SDK.)
+
+// Sampling is deprecated by SEP-2577 but part of the revisions clients speak today; rmcp
+// marks its types deprecated.
+#![allow(deprecated)]
 
 use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
-    ClientConfig, ContentBlock, ElicitRequestParams, ElicitResult, ElicitationAction,
-    ElicitationCapability, ErrorData, ProtocolVersion,
+    ClientConfig, ContentBlock, CreateMessageRequestParams, CreateMessageResult,
+    ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationCapability, ErrorData,
+    ProtocolVersion, SamplingCapability,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ClientHandler, RoleClient};
@@ -16,7 +23,8 @@ use serde_json::{Value, json};
 use crate::gateway::{Options, call, setup, stdio_client_with};
 use crate::support::root;
 
-/// Answers every question with `answer` and remembers the questions.
+/// Answers every question with `answer` and remembers the questions; answers every sampling
+/// request with "4" and remembers the requests.
 #[derive(Clone)]
 struct User {
     answer: Value,
@@ -28,7 +36,27 @@ impl ClientHandler for User {
         let mut info = ClientConfig::default();
         info.protocol_version = ProtocolVersion::V_2025_11_25;
         info.capabilities.elicitation = Some(ElicitationCapability::default());
+        info.capabilities.sampling = Some(SamplingCapability::default());
         info
+    }
+
+    async fn create_message(
+        &self,
+        request: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        let request = serde_json::to_value(&request).unwrap();
+        self.asked
+            .lock()
+            .unwrap()
+            .push(("sampling".into(), request));
+        Ok(serde_json::from_value(json!({
+            "role": "assistant",
+            "content": {"type": "text", "text": "4"},
+            "model": "test-model",
+            "stopReason": "endTurn"
+        }))
+        .unwrap())
     }
 
     async fn create_elicitation(
@@ -129,6 +157,71 @@ async fn without_the_grant_nothing_is_asked() {
         .unwrap();
     assert_eq!(result.is_error, Some(true));
     assert!(text(&result).contains("not granted"), "{}", text(&result));
+    assert!(asked.lock().unwrap().is_empty());
+    client.cancel().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_granted_call_asks_the_clients_model_and_nothing_else_may() {
+    let policy =
+        std::fs::read_to_string(root().join("tools/conformance/policy/conformance.rego")).unwrap();
+    let s = setup(Options {
+        components: &["conformance"],
+        policy: Some(&policy),
+        ..Options::default()
+    });
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let user = User {
+        answer: json!({"username": "ada", "email": "ada@example.com"}),
+        asked: asked.clone(),
+    };
+    let client = stdio_client_with(&s, None, user).await;
+    let result = call(
+        &client,
+        "test_sampling",
+        json!({"prompt": "What is 2 + 2?"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    assert_eq!(text(&result), "LLM response: 4");
+    let requests = asked.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let request = &requests[0].1;
+    assert_eq!(request["maxTokens"], 100, "{request}");
+    assert_eq!(request["messages"][0]["role"], "user", "{request}");
+    assert_eq!(
+        request["messages"][0]["content"]["text"], "What is 2 + 2?",
+        "{request}"
+    );
+    // A tool granted elicitation only may not ask the model.
+    let result = call(&client, "test_elicitation", json!({"message": "Who?"}))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(false), "{result:?}");
+    assert_eq!(asked.lock().unwrap().len(), 2, "one question, no sampling");
+    client.cancel().await.unwrap();
+
+    let s = setup(Options {
+        components: &["conformance"],
+        policy: Some("package portcullis\nimport rego.v1\ndecision := {\"allow\": true}\n"),
+        ..Options::default()
+    });
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let client = stdio_client_with(
+        &s,
+        None,
+        User {
+            answer: json!({}),
+            asked: asked.clone(),
+        },
+    )
+    .await;
+    let result = call(&client, "test_sampling", json!({"prompt": "2 + 2?"}))
+        .await
+        .unwrap();
+    assert_eq!(result.is_error, Some(true));
+    assert!(text(&result).contains("grants.sample"), "{}", text(&result));
     assert!(asked.lock().unwrap().is_empty());
     client.cancel().await.unwrap();
 }

@@ -30,6 +30,7 @@ mod otlp;
 mod python;
 mod reload;
 mod results;
+mod sessions;
 mod support;
 mod tasks;
 mod tls;

@@ -26,6 +26,9 @@ pub(super) struct HttpFile {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     shutdown_grace: Option<String>,
+    max_sessions: Option<usize>,
+    max_sessions_per_principal: Option<usize>,
+    session_idle_timeout: Option<String>,
 }
 
 /// The HTTP transport's settings.
@@ -54,6 +57,11 @@ pub struct HttpConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// On SIGTERM, how long requests in flight may take to finish (new ones get 503).
     pub shutdown_grace: Duration,
+    /// Sessions of clients before MCP 2026-07-28 open at once, in all and per principal.
+    pub max_sessions: usize,
+    pub max_sessions_per_principal: usize,
+    /// A session with no request for this long is closed.
+    pub session_idle_timeout: Duration,
 }
 
 pub(super) fn resolve(
@@ -102,6 +110,14 @@ pub(super) fn resolve(
             .map_or(Ok(Duration::from_secs(30)), |v| {
                 parse_duration(v).map_err(|e| anyhow!("http.shutdown_grace: {e}"))
             })?,
+        max_sessions: file.max_sessions.unwrap_or(1024),
+        max_sessions_per_principal: file.max_sessions_per_principal.unwrap_or(32),
+        session_idle_timeout: file
+            .session_idle_timeout
+            .as_deref()
+            .map_or(Ok(Duration::from_secs(300)), |v| {
+                parse_duration(v).map_err(|e| anyhow!("http.session_idle_timeout: {e}"))
+            })?,
     };
     if http.max_rate_per_principal == Some(0) {
         bail!("http.max_rate_per_principal must be at least 1 (leave it out for no limit)");
@@ -117,6 +133,14 @@ pub(super) fn resolve(
     }
     if http.max_connections == 0 || http.max_connections > 100_000 {
         bail!("http.max_connections must be between 1 and 100000");
+    }
+    if http.max_sessions_per_principal == 0 || http.max_sessions < http.max_sessions_per_principal {
+        bail!(
+            "http.max_sessions_per_principal must be at least 1, and http.max_sessions at least as many"
+        );
+    }
+    if http.session_idle_timeout.is_zero() {
+        bail!("http.session_idle_timeout must be more than 0");
     }
     if http.idle_timeout.is_zero() {
         bail!("http.idle_timeout must be more than 0");

@@ -1,8 +1,9 @@
-//! Questions from a running tool to the client's user (`elicit`), as classic server → client
-//! `elicitation/create` requests: on a stdio session of a client before MCP 2026-07-28 that
-//! declared form elicitation. Stateless streamable HTTP cannot carry a request to the client,
-//! and 2026-07-28 replaces these requests with multi-round-trip results (not served yet), so
-//! there a tool's `elicit` fails with the reason.
+//! Questions from a running tool to the client's user (`elicit`) and requests to its model
+//! (`sample`), as classic server → client `elicitation/create` and `sampling/createMessage`
+//! requests: on a session (stdio, or streamable HTTP with a session id) of
+//! a client before MCP 2026-07-28 that declared form elicitation (or sampling). A stateless request cannot
+//! carry a request to the client, and 2026-07-28 replaces these requests with multi-round-trip
+//! results (not served yet), so there a tool's `elicit` or `sample` fails with the reason.
 
 use std::sync::Arc;
 
@@ -11,16 +12,26 @@ use rmcp::service::ElicitationMode;
 use rmcp::{Peer, RoleServer};
 use serde_json::{Value, json};
 
-use crate::gate::Transport;
-use crate::runner::{Answering, Ask, ElicitAction, ElicitAnswer, Elicitation, Notify};
+use crate::runner::{
+    Answering, Ask, Asking, ContentItem, ElicitAction, ElicitAnswer, Elicitation, Notify, Role,
+    Sampled, Sampling,
+};
 
-/// Asks through the session's peer.
-struct PeerAsk(Peer<RoleServer>);
+/// Asks through the session's peer, for what its client declared.
+struct PeerAsk {
+    peer: Peer<RoleServer>,
+    elicit: bool,
+    sample: bool,
+}
 
 impl Ask for PeerAsk {
     fn elicit(&self, question: Elicitation) -> Answering {
-        let peer = self.0.clone();
+        let peer = self.peer.clone();
+        let declared = self.elicit;
         Box::pin(async move {
+            if !declared {
+                return Err("the client did not declare form elicitation".into());
+            }
             let params: ElicitRequestParams = serde_json::from_value(json!({
                 "mode": "form",
                 "message": question.message,
@@ -44,23 +55,165 @@ impl Ask for PeerAsk {
             Ok(ElicitAnswer { action, content })
         })
     }
+
+    fn sample(&self, request: Sampling) -> Asking<Sampled> {
+        let peer = self.peer.clone();
+        let declared = self.sample;
+        Box::pin(async move {
+            if !declared {
+                return Err("the client did not declare sampling".into());
+            }
+            let params = serde_json::from_value(sampling_params(request))
+                .map_err(|e| format!("the request cannot be sent: {e}"))?;
+            let result = peer
+                .create_message(params)
+                .await
+                .map_err(|e| format!("the client did not answer: {e}"))?;
+            let result = serde_json::to_value(result).map_err(|e| e.to_string())?;
+            sampled(&result)
+        })
+    }
 }
 
-/// The call's notices joined with a way to ask, where this request has one.
-pub fn joined(
-    notices: Option<Notify>,
-    transport: Transport,
-    legacy: bool,
-    peer: &Peer<RoleServer>,
-) -> Option<Notify> {
-    let can_ask = transport == Transport::Stdio
-        && legacy
-        && peer
-            .supported_elicitation_modes()
-            .contains(&ElicitationMode::Form);
-    if !can_ask {
+fn role_name(role: Role) -> &'static str {
+    match role {
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    }
+}
+
+/// MCP content for a sampling message (text, image or audio: checked by the runner).
+fn sampling_content(item: ContentItem) -> Value {
+    use base64::Engine as _;
+    let b64 = |data: &[u8]| base64::engine::general_purpose::STANDARD.encode(data);
+    match item {
+        ContentItem::Image { data, mime_type } => {
+            json!({"type": "image", "data": b64(&data), "mimeType": mime_type})
+        }
+        ContentItem::Audio { data, mime_type } => {
+            json!({"type": "audio", "data": b64(&data), "mimeType": mime_type})
+        }
+        ContentItem::Text { text } => json!({"type": "text", "text": text}),
+        _ => json!({"type": "text", "text": ""}),
+    }
+}
+
+/// `sampling/createMessage` parameters.
+fn sampling_params(request: Sampling) -> Value {
+    let messages: Vec<Value> = request
+        .messages
+        .into_iter()
+        .map(|(role, item)| json!({"role": role_name(role), "content": sampling_content(item)}))
+        .collect();
+    let mut params = json!({"messages": messages, "maxTokens": request.max_tokens});
+    let extra = [
+        ("systemPrompt", request.system_prompt.map(Value::from)),
+        ("temperature", request.temperature.map(Value::from)),
+        (
+            "stopSequences",
+            (!request.stop_sequences.is_empty()).then(|| json!(request.stop_sequences)),
+        ),
+        (
+            "modelPreferences",
+            (!request.model_hints.is_empty()).then(|| {
+                let hints: Vec<Value> = request
+                    .model_hints
+                    .iter()
+                    .map(|name| json!({"name": name}))
+                    .collect();
+                json!({"hints": hints})
+            }),
+        ),
+    ];
+    for (key, value) in extra {
+        if let Some(value) = value {
+            params[key] = value;
+        }
+    }
+    params
+}
+
+/// The model's answer: one text, image or audio item (the first, if the client sent several).
+fn sampled(result: &Value) -> Result<Sampled, String> {
+    use base64::Engine as _;
+    let role = match result.get("role").and_then(Value::as_str) {
+        Some("assistant") => Role::Assistant,
+        Some("user") => Role::User,
+        _ => return Err("the client's answer has no role".into()),
+    };
+    let content = match result.get("content") {
+        Some(Value::Array(items)) => items.first(),
+        other => other,
+    }
+    .ok_or("the client's answer has no content")?;
+    let media = |kind: &str| -> Result<(Vec<u8>, String), String> {
+        let data = content
+            .get("data")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(data)
+            .map_err(|e| format!("the client's {kind} is not base64: {e}"))?;
+        let mime = content
+            .get("mimeType")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        Ok((data, mime.to_string()))
+    };
+    let item = match content.get("type").and_then(Value::as_str) {
+        Some("text") => ContentItem::Text {
+            text: content
+                .get("text")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        },
+        Some("image") => {
+            let (data, mime_type) = media("image")?;
+            ContentItem::Image { data, mime_type }
+        }
+        Some("audio") => {
+            let (data, mime_type) = media("audio")?;
+            ContentItem::Audio { data, mime_type }
+        }
+        other => {
+            return Err(format!(
+                "the client's answer is {}, not text, an image or audio",
+                other.unwrap_or("untyped")
+            ));
+        }
+    };
+    Ok(Sampled {
+        role,
+        content: item,
+        model: result
+            .get("model")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        stop_reason: result
+            .get("stopReason")
+            .and_then(Value::as_str)
+            .map(str::to_string),
+    })
+}
+
+/// The call's notices joined with a way to ask, where this request has one: `session` says
+/// the request came on a session of a client before 2026-07-28.
+pub fn joined(notices: Option<Notify>, session: bool, peer: &Peer<RoleServer>) -> Option<Notify> {
+    let elicit = peer
+        .supported_elicitation_modes()
+        .contains(&ElicitationMode::Form);
+    let sample = peer
+        .peer_info()
+        .is_some_and(|info| info.capabilities.sampling.is_some());
+    if !session || !(elicit || sample) {
         return notices;
     }
-    let ask: Arc<dyn Ask> = Arc::new(PeerAsk(peer.clone()));
+    let ask: Arc<dyn Ask> = Arc::new(PeerAsk {
+        peer: peer.clone(),
+        elicit,
+        sample,
+    });
     Some(notices.unwrap_or_default().with_ask(ask))
 }

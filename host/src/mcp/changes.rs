@@ -2,11 +2,15 @@
 //! sent to a client when a reload of the catalog or of the policy changes what that client may
 //! see — which tools, resources, templates and prompts, their pinned descriptors, their
 //! components' digests — and only then, and only for the lists that changed (a reload that
-//! changes nothing visible to this principal stays silent). Over stdio it goes to the session;
-//! over streamable HTTP to each open `subscriptions/listen` stream (MCP 2026-07-28) that asked
-//! for it.
+//! changes nothing visible to this principal stays silent). A client before MCP 2026-07-28
+//! hears it on its session (stdio, or the GET stream of an HTTP session); a later one on each
+//! open `subscriptions/listen` stream that asked for it.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use rmcp::service::SubscriptionContext;
+use rmcp::{Peer, RoleServer};
 use tokio::sync::watch;
 
 use crate::gate::{Gateway, Transport};
@@ -155,6 +159,49 @@ pub async fn listen(
                     return;
                 }
             }
+        }
+    }
+}
+
+/// How often a session that hears of changes is checked for having gone.
+const GONE_CHECK: Duration = Duration::from_secs(5);
+
+/// Tells the client on a session of a client before 2026-07-28 (`peer`) of changes to what
+/// `principal` may see, until the session or the gateway ends.
+pub async fn tell(
+    gateway: Arc<Gateway>,
+    principal: Arc<Principal>,
+    transport: Transport,
+    peer: Peer<RoleServer>,
+) {
+    let mut follower = Follower::new(&gateway, &principal, transport);
+    let mut gone = tokio::time::interval(GONE_CHECK);
+    loop {
+        let changed = tokio::select! {
+            _ = super::drain::draining() => return,
+            _ = gone.tick() => {
+                if peer.is_transport_closed() {
+                    return;
+                }
+                continue;
+            }
+            changed = follower.next() => changed,
+        };
+        let Some(changed) = changed else { return };
+        let sent = async {
+            if changed.tools {
+                peer.notify_tool_list_changed().await?;
+            }
+            if changed.resources {
+                peer.notify_resource_list_changed().await?;
+            }
+            if changed.prompts {
+                peer.notify_prompt_list_changed().await?;
+            }
+            Ok::<(), rmcp::ServiceError>(())
+        };
+        if sent.await.is_err() {
+            return;
         }
     }
 }

@@ -4,9 +4,10 @@
 //! (DNS-rebinding protection) → 403; the caller is authenticated by [`crate::identity`] (a
 //! static token, an OAuth access token, or the configured anonymous principal) → 401; the body
 //! is read up to the message cap and checked for size and depth, then for the scopes an OAuth
-//! caller needs → 403. The protected resource metadata is served beside `/mcp`. The server is stateless (no MCP sessions), so there is no
-//! session id another principal could reuse. The agent's token is never passed on to tools and
-//! never logged.
+//! caller needs → 403. The protected resource metadata is served beside `/mcp`. Requests are
+//! served statelessly, but for clients before MCP 2026-07-28 that initialize: they get a
+//! session bound to their principal ([`sessions`]). The agent's token is never passed on to
+//! tools and never logged.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -34,6 +35,11 @@ use crate::identity::{Identity, Refusal};
 use crate::runner::PerKey;
 
 mod origin;
+mod reply;
+mod sessions;
+
+use reply::{bad_message, busy_response, json_reply, plain, retry_later};
+use sessions::{Route, Sessions};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -67,43 +73,8 @@ struct FrontDoor {
     /// Requests per second per principal, if limited.
     throttle: Option<Throttle>,
     mcp: StreamableHttpService<Handler, NeverSessionManager>,
-}
-
-fn busy_response(message: &str) -> Response<Body> {
-    let mut response = plain(StatusCode::SERVICE_UNAVAILABLE, message);
-    retry_later(&mut response);
-    response
-}
-
-/// Makes `response` a 503 with `Retry-After` (whatever its body).
-fn retry_later(response: &mut Response<Body>) {
-    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
-    response.headers_mut().insert(
-        hyper::header::RETRY_AFTER,
-        hyper::header::HeaderValue::from(super::RETRY_AFTER.as_secs()),
-    );
-}
-
-fn plain(status: StatusCode, message: &str) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(format!("{message}\n"))).boxed());
-    *response.status_mut() = status;
-    response
-}
-
-/// 400 with a JSON-RPC error: the body was not one JSON-RPC message.
-fn bad_message(reply: String) -> Response<Body> {
-    let mut response = json_reply(reply);
-    *response.status_mut() = StatusCode::BAD_REQUEST;
-    response
-}
-
-fn json_reply(text: String) -> Response<Body> {
-    let mut response = Response::new(Full::new(Bytes::from(text)).boxed());
-    response.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("application/json"),
-    );
-    response
+    /// Sessions of clients before 2026-07-28 that initialized.
+    sessions: Sessions,
 }
 
 impl FrontDoor {
@@ -184,7 +155,7 @@ impl FrontDoor {
             return busy_response("busy: too many large requests in flight; retry shortly");
         };
         let (mut parts, body) = request.into_parts();
-        parts.extensions.insert(principal);
+        parts.extensions.insert(principal.clone());
         if let Some(subject) = caller.subject.clone() {
             parts.extensions.insert(subject);
         }
@@ -245,10 +216,14 @@ impl FrontDoor {
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.trim_start().starts_with("application/json"));
         let message = bytes.clone();
-        let mut response = self
-            .mcp
-            .handle(Request::from_parts(parts, Full::new(bytes)))
-            .await;
+        let streams = parts.method == hyper::Method::POST;
+        let route = self.sessions.route(&parts, &bytes, &principal);
+        let request = Request::from_parts(parts, Full::new(bytes));
+        let mut response = match route {
+            Route::Unknown => return Sessions::unknown(),
+            Route::Session => self.sessions.handle(request, &principal).await,
+            Route::Stateless => self.mcp.handle(request).await,
+        };
         if response.status() == StatusCode::UNSUPPORTED_MEDIA_TYPE && json {
             // rmcp's answer to a JSON object that is no JSON-RPC message: the body was JSON,
             // so it is a bad request, answered in JSON-RPC.
@@ -261,6 +236,21 @@ impl FrontDoor {
         if busy.raised() {
             // The JSON-RPC answer (a "busy, retry" tool error) stays the body.
             retry_later(&mut response);
+        }
+        let sse = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
+        if streams && sse {
+            // The answer comes as the stream goes: the request holds its room and its place
+            // among the principal's requests until the stream ends.
+            return response.map(|body| {
+                Held {
+                    body,
+                    _held: (_room, _own),
+                }
+                .boxed()
+            });
         }
         drop(_room);
         response
@@ -314,6 +304,7 @@ pub async fn serve(
     // Host and Origin are checked once, by `FrontDoor::check_origin`; a second check with
     // other rules would only hide a gap in the first from the tests.
     let mcp_config = mcp_config.disable_allowed_hosts().disable_allowed_origins();
+    let sessions = Sessions::new(gateway.clone(), &config.http, mcp_config.clone());
     let factory_gateway = gateway.clone();
     let mcp = StreamableHttpService::new(
         move || Ok(Handler::new(factory_gateway.clone(), None, Transport::Http)),
@@ -333,6 +324,7 @@ pub async fn serve(
         per_principal: PerKey::new(config.http.max_requests_per_principal),
         throttle: config.http.max_rate_per_principal.map(Throttle::new),
         mcp,
+        sessions,
     });
     // The issuer's keys are fetched (and kept fresh) beside serving: a token that arrives
     // before they are waits for them.
@@ -438,7 +430,7 @@ where
             // The connection is busy until the body has been sent, not just the headers: a
             // `subscriptions/listen` stream is one long response.
             let response = door.handle(request).await;
-            Ok::<_, Infallible>(response.map(|body| Tracked { body, _busy: busy }.boxed()))
+            Ok::<_, Infallible>(response.map(|body| Held { body, _held: busy }.boxed()))
         }
     });
     let connection = hyper::server::conn::http1::Builder::new()
@@ -513,13 +505,14 @@ impl Activity {
     }
 }
 
-/// A response body that keeps its request marked in flight until it is done.
-struct Tracked {
+/// A response body that holds something (its request marked in flight, its permits) until
+/// it is done.
+struct Held<T> {
     body: Body,
-    _busy: InFlight,
+    _held: T,
 }
 
-impl hyper::body::Body for Tracked {
+impl<T: Unpin> hyper::body::Body for Held<T> {
     type Data = Bytes;
     type Error = Infallible;
 

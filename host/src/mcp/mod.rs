@@ -58,6 +58,8 @@ pub struct Handler {
     transport: Transport,
     /// The level a session set with `logging/setLevel` (stdio; HTTP requests carry theirs).
     log_level: Arc<std::sync::Mutex<Option<LoggingLevel>>>,
+    /// Serves an HTTP session of a client before 2026-07-28 (one handler per session).
+    session: bool,
 }
 
 impl Handler {
@@ -71,7 +73,19 @@ impl Handler {
             principal,
             transport,
             log_level: Arc::default(),
+            session: false,
         }
+    }
+
+    /// The handler of one HTTP session: the client can be asked, and told of changes.
+    pub fn in_session(mut self) -> Self {
+        self.session = true;
+        self
+    }
+
+    /// Whether requests to the client can travel (a stdio session, or an HTTP one).
+    fn has_session(&self) -> bool {
+        self.transport == Transport::Stdio || self.session
     }
 
     /// The request span of a read or a prompt.
@@ -212,8 +226,7 @@ impl Handler {
         );
         let notify = ask::joined(
             delivery.as_ref().map(|d| d.notify.clone()),
-            self.transport,
-            legacy(&context),
+            self.has_session() && legacy(&context),
             &context.peer,
         );
         let key = match idempotency_key(&context) {
@@ -527,6 +540,22 @@ impl ServerHandler for Handler {
                 )
             }),
         )
+    }
+
+    async fn on_initialized(&self, context: rmcp::service::NotificationContext<RoleServer>) {
+        // An HTTP session hears of changes on its GET stream (stdio starts its own).
+        if !self.session {
+            return;
+        }
+        let principal = context
+            .extensions
+            .get::<::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Arc<Principal>>())
+            .cloned();
+        if let Some(principal) = principal {
+            let (gateway, peer) = (self.gateway.clone(), context.peer.clone());
+            tokio::spawn(changes::tell(gateway, principal, self.transport, peer));
+        }
     }
 
     async fn set_level(

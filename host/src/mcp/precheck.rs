@@ -122,6 +122,11 @@ pub fn invalid(message: &[u8], problem: &str) -> String {
     invalid_request(id.unwrap_or(Value::Null), problem)
 }
 
+/// The top-level `method` of a message, found without parsing it.
+pub fn method(message: &[u8]) -> Option<String> {
+    scan_envelope(message).1
+}
+
 /// Outcome of checking one message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {

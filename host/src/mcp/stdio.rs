@@ -78,27 +78,12 @@ where
         .peer_info()
         .is_some_and(|info| info.protocol_version < ProtocolVersion::V_2026_07_28);
     let follow = legacy.then(|| {
-        tokio::spawn(async move {
-            let mut follower =
-                super::changes::Follower::new(&gateway, &principal, Transport::Stdio);
-            while let Some(changed) = follower.next().await {
-                let sent = async {
-                    if changed.tools {
-                        peer.notify_tool_list_changed().await?;
-                    }
-                    if changed.resources {
-                        peer.notify_resource_list_changed().await?;
-                    }
-                    if changed.prompts {
-                        peer.notify_prompt_list_changed().await?;
-                    }
-                    Ok::<(), rmcp::ServiceError>(())
-                };
-                if sent.await.is_err() {
-                    return;
-                }
-            }
-        })
+        tokio::spawn(super::changes::tell(
+            gateway,
+            principal,
+            Transport::Stdio,
+            peer,
+        ))
     });
     let _ = service.waiting().await;
     if let Some(follow) = follow {

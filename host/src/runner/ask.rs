@@ -1,5 +1,5 @@
-//! The way back to the client while a call runs: notices (progress, logs) and questions for
-//! its user (`elicit`). The MCP transport provides both, where the request can carry them.
+//! The way back to the client while a call runs: notices (progress, logs), questions for its
+//! user (`elicit`) and requests to its model (`sample`, in `sample.rs`). The MCP transport provides both, where the request can carry them.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -37,12 +37,15 @@ pub struct ElicitAnswer {
     pub content: Option<Map<String, Value>>,
 }
 
-/// The future of an answer.
-pub type Answering = Pin<Box<dyn Future<Output = Result<ElicitAnswer, String>> + Send>>;
+/// The future of an answer from the client.
+pub type Asking<T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send>>;
+/// The future of the user's answer.
+pub type Answering = Asking<ElicitAnswer>;
 
-/// Someone who can put a question to the client's user.
+/// Someone who can put a question to the client's user, or a request to its model.
 pub trait Ask: Send + Sync {
     fn elicit(&self, question: Elicitation) -> Answering;
+    fn sample(&self, request: super::sample::Sampling) -> Asking<super::sample::Sampled>;
 }
 
 /// Where a call's notices go and who answers its questions.
@@ -79,6 +82,10 @@ impl Notify {
 
     pub(super) fn wants_notices(&self) -> bool {
         self.notices.is_some()
+    }
+
+    pub(super) fn ask(&self) -> Option<Arc<dyn Ask>> {
+        self.ask.clone()
     }
 }
 

@@ -4,7 +4,10 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "server-component",
-    imports: { "portcullis:tool/host.elicit": async },
+    imports: {
+        "portcullis:tool/host.elicit": async,
+        "portcullis:tool/host.sample": async,
+    },
     exports: { default: async },
 });
 

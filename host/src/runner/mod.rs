@@ -16,6 +16,7 @@ mod fsguard;
 mod items;
 mod output;
 mod report;
+mod sample;
 mod state;
 
 use std::time::{Duration, Instant};
@@ -28,7 +29,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 pub use admission::{Admission, Admitter, Busy, PerKey, Ticket};
-pub use ask::{Answering, Ask, ElicitAction, ElicitAnswer, Elicitation, Notify};
+pub use ask::{Answering, Ask, Asking, ElicitAction, ElicitAnswer, Elicitation, Notify};
 pub use bindings::portcullis::tool::types::{
     Annotations, CompletionRequest, CompletionTarget, PromptArgument, PromptInfo, ResourceInfo,
     ResourceTemplate, ToolInfo,
@@ -43,6 +44,7 @@ pub use output::{
     ResourceLink, Role,
 };
 pub use report::{Reply, RunReport};
+pub use sample::{Sampled, Sampling};
 pub use state::{LogLine, Notice};
 
 use crate::capabilities::Capabilities;
@@ -410,6 +412,8 @@ impl Runner {
             logs_dropped: 0,
             elicit: grants.elicit,
             elicitations: 0,
+            sample: grants.sample,
+            samplings: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

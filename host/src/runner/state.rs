@@ -166,6 +166,9 @@ pub struct StoreState {
     /// Whether the call may ask its user (`grants.elicit`), and how often it did.
     pub elicit: bool,
     pub elicitations: u32,
+    /// Whether the call may ask the client's model (`grants.sample`), and how often it did.
+    pub sample: bool,
+    pub samplings: u32,
 }
 
 impl StoreState {
@@ -239,6 +242,13 @@ impl host::Host for StoreState {
         requested_schema: String,
     ) -> Result<host::ElicitAnswer, String> {
         self.elicitation(message, requested_schema).await
+    }
+
+    async fn sample(
+        &mut self,
+        request: host::SamplingRequest,
+    ) -> Result<host::SamplingAnswer, String> {
+        self.sampling(request).await
     }
 
     fn secret(&mut self, name: String) -> Result<String, String> {

@@ -11,8 +11,12 @@ conformance := {
 	"test_tool_with_progress", "json_schema_2020_12_tool",
 }
 
-# The tool that asks the user may do so.
-decision := {"allow": true, "grants": {"elicit": true}} if input.tool.name == "test_elicitation"
+# The tools that ask the user may do so; the one that asks the client's model may do that.
+asks_user := {"test_elicitation", "test_elicitation_sep1034_defaults", "test_elicitation_sep1330_enums"}
+
+decision := {"allow": true, "grants": {"elicit": true}} if input.tool.name in asks_user
+
+decision := {"allow": true, "grants": {"sample": true}} if input.tool.name == "test_sampling"
 
 conformance_prompts := {
 	"test_simple_prompt", "test_prompt_with_arguments", "test_prompt_with_embedded_resource",

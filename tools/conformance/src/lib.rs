@@ -219,6 +219,7 @@ impl Tool for Elicitation {
     }
 }
 
+mod ask;
 mod items;
 
 export_component! {
@@ -233,6 +234,9 @@ export_component! {
         WithProgress,
         JsonSchema2020,
         Elicitation,
+        ask::Sample,
+        ask::Sep1034Defaults,
+        ask::Sep1330Enums,
     ],
     resources: [items::StaticText, items::StaticBinary, items::Watched],
     templates: [items::TemplateData],
