@@ -1,9 +1,11 @@
 //! Sessions of streamable-HTTP clients before MCP 2026-07-28: an `initialize` opens one, its
 //! id works only for the principal that opened it (anyone else gets what an id that never
 //! existed gets), `DELETE` closes it, and sessions are bounded per principal (the least
-//! recently used one goes) and in all (503).
+//! recently used one goes) and in all (503). With `sse_poll_after`, a long call's stream is
+//! closed early and its answer comes on the resumed stream (SEP-1699).
 
 use crate::gateway::{ALICE, BOB, HttpServer, Options, http_server, post, raw_http, setup};
+use crate::support::root;
 
 const INITIALIZE: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"sessions-test","version":"1"}}}"#;
 const INITIALIZED: &str = r#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
@@ -70,15 +72,20 @@ async fn session_request(server: &HttpServer, method: &str, token: &str, id: &st
 
 /// The response head of `request` (without waiting for the body to end).
 async fn head(server: &HttpServer, request: &str) -> String {
+    read_until(server, request, "\r\n\r\n").await
+}
+
+/// What arrives for `request` until `marker` has (or the connection closes).
+async fn read_until(server: &HttpServer, request: &str, marker: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut stream = tokio::net::TcpStream::connect(server.addr()).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
     let mut buffer = [0u8; 4096];
-    while !response.windows(4).any(|w| w == b"\r\n\r\n") {
+    while !String::from_utf8_lossy(&response).contains(marker) {
         let n = tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buffer))
             .await
-            .expect("no response head")
+            .unwrap_or_else(|_| panic!("{marker:?} did not arrive: {response:?}"))
             .unwrap();
         if n == 0 {
             break;
@@ -168,4 +175,53 @@ async fn sessions_are_bounded_per_principal_and_in_all() {
     let closed = session_request(&server, "DELETE", BOB, &bob).await;
     assert!((200..300).contains(&status(&closed)), "{closed}");
     open(&server, BOB).await;
+}
+
+#[tokio::test]
+async fn a_long_calls_stream_is_closed_early_and_its_answer_comes_on_resumption() {
+    let policy =
+        std::fs::read_to_string(root().join("tools/conformance/policy/conformance.rego")).unwrap();
+    let s = setup(Options {
+        components: &["conformance"],
+        policy: Some(&policy),
+        http_extra: "sse_poll_after = \"200ms\"\nsse_retry = \"500ms\"\n",
+        ..Options::default()
+    });
+    let server = http_server(&s).await;
+    let id = open(&server, ALICE).await;
+    let call = r#"{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"test_reconnection","arguments":{}}}"#;
+    let started = std::time::Instant::now();
+    let cut = raw_http(&server, &post(&server, ALICE, &in_session(&id), call)).await;
+    assert_eq!(status(&cut), 200, "{cut}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_millis(1400),
+        "the stream was closed before the call ended"
+    );
+    assert!(!cut.contains("Reconnection test completed"), "{cut}");
+    assert!(
+        cut.contains("retry: 500"),
+        "the client is told when to come back: {cut}"
+    );
+    let last = cut
+        .lines()
+        .rev()
+        .find_map(|line| line.strip_prefix("id: "))
+        .unwrap_or_else(|| panic!("no event id in {cut}"))
+        .trim()
+        .to_string();
+
+    // Another principal cannot resume it.
+    let resume = |token: &str| {
+        format!(
+            "GET /mcp HTTP/1.1\r\nhost: {}\r\nauthorization: Bearer {token}\r\n\
+             accept: text/event-stream\r\n{}last-event-id: {last}\r\nconnection: close\r\n\r\n",
+            server.addr(),
+            in_session(&id)
+        )
+    };
+    let stolen = head(&server, &resume(BOB)).await;
+    assert_eq!(status(&stolen), 404, "{stolen}");
+    let resumed = read_until(&server, &resume(ALICE), "Reconnection test completed").await;
+    assert_eq!(status(&resumed), 200, "{resumed}");
+    assert!(resumed.contains(r#""id":3"#), "{resumed}");
 }

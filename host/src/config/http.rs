@@ -29,6 +29,8 @@ pub(super) struct HttpFile {
     max_sessions: Option<usize>,
     max_sessions_per_principal: Option<usize>,
     session_idle_timeout: Option<String>,
+    sse_poll_after: Option<String>,
+    sse_retry: Option<String>,
 }
 
 /// The HTTP transport's settings.
@@ -62,6 +64,11 @@ pub struct HttpConfig {
     pub max_sessions_per_principal: usize,
     /// A session with no request for this long is closed.
     pub session_idle_timeout: Duration,
+    /// A session's request whose SSE stream is open this long has it closed, to be resumed
+    /// by the client (SEP-1699); `None`: streams stay open.
+    pub sse_poll_after: Option<Duration>,
+    /// How long a client waits before it comes back for a closed stream.
+    pub sse_retry: Duration,
 }
 
 pub(super) fn resolve(
@@ -118,6 +125,17 @@ pub(super) fn resolve(
             .map_or(Ok(Duration::from_secs(300)), |v| {
                 parse_duration(v).map_err(|e| anyhow!("http.session_idle_timeout: {e}"))
             })?,
+        sse_poll_after: file
+            .sse_poll_after
+            .as_deref()
+            .map(|v| parse_duration(v).map_err(|e| anyhow!("http.sse_poll_after: {e}")))
+            .transpose()?,
+        sse_retry: file
+            .sse_retry
+            .as_deref()
+            .map_or(Ok(Duration::from_secs(3)), |v| {
+                parse_duration(v).map_err(|e| anyhow!("http.sse_retry: {e}"))
+            })?,
     };
     if http.max_rate_per_principal == Some(0) {
         bail!("http.max_rate_per_principal must be at least 1 (leave it out for no limit)");
@@ -138,6 +156,9 @@ pub(super) fn resolve(
         bail!(
             "http.max_sessions_per_principal must be at least 1, and http.max_sessions at least as many"
         );
+    }
+    if http.sse_poll_after.is_some_and(|after| after.is_zero()) {
+        bail!("http.sse_poll_after must be more than 0 (leave it out to keep streams open)");
     }
     if http.session_idle_timeout.is_zero() {
         bail!("http.session_idle_timeout must be more than 0");

@@ -35,6 +35,7 @@ use crate::identity::{Identity, Refusal};
 use crate::runner::PerKey;
 
 mod origin;
+mod poll;
 mod reply;
 mod sessions;
 

@@ -8,7 +8,7 @@ import rego.v1
 conformance := {
 	"test_simple_text", "test_image_content", "test_audio_content", "test_embedded_resource",
 	"test_multiple_content_types", "test_tool_with_logging", "test_error_handling",
-	"test_tool_with_progress", "json_schema_2020_12_tool",
+	"test_tool_with_progress", "json_schema_2020_12_tool", "test_reconnection",
 }
 
 # The tools that ask the user may do so; the one that asks the client's model may do that.

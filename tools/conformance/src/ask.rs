@@ -1,5 +1,6 @@
 //! The tools that ask the client: its model (`test_sampling`), and its user with hand-written
-//! schemas (defaults, SEP-1034; every enum form, SEP-1330).
+//! schemas (defaults, SEP-1034; every enum form, SEP-1330); and the one that takes long
+//! enough for the gateway to close its stream (`test_reconnection`, SEP-1699).
 
 use portcullis_sdk::{Elicited, Error, Output, Sampling, Tool, elicit_form, json, sample};
 use schemars::JsonSchema;
@@ -115,5 +116,18 @@ impl Tool for Sep1330Enums {
             "Please choose from each list",
             &schema,
         )?))
+    }
+}
+
+pub struct Reconnection;
+
+impl Tool for Reconnection {
+    type Input = Nothing;
+    const NAME: &'static str = "test_reconnection";
+    const DESCRIPTION: &'static str = "Takes 1.5 s: long enough for a gateway with sse_poll_after to close its stream, which the client resumes.";
+
+    fn call(_: Nothing) -> Result<Output, Error> {
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        Ok(Output::text("Reconnection test completed successfully"))
     }
 }

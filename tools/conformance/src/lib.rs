@@ -237,6 +237,7 @@ export_component! {
         ask::Sample,
         ask::Sep1034Defaults,
         ask::Sep1330Enums,
+        ask::Reconnection,
     ],
     resources: [items::StaticText, items::StaticBinary, items::Watched],
     templates: [items::TemplateData],

@@ -54,6 +54,8 @@ pub struct Sessions {
     owners: Mutex<HashMap<String, Held>>,
     max: usize,
     per_principal: usize,
+    /// Closes requests' streams open too long, if `sse_poll_after` is set.
+    poller: Option<super::poll::Poller>,
 }
 
 /// Who holds a session: the principal, and how it was authenticated (a token's `alice` is not
@@ -77,25 +79,39 @@ fn opens_session(body: &[u8]) -> bool {
         .is_none_or(|version| version < rmcp::model::ProtocolVersion::V_2026_07_28.as_str())
 }
 
+fn is_sse(response: &Response<Body>) -> bool {
+    response
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"))
+}
+
 impl Sessions {
     pub fn new(gateway: Arc<Gateway>, http: &HttpConfig, base: StreamableHttpServerConfig) -> Self {
         let mut manager = LocalSessionManager::default();
         manager.session_config.keep_alive = Some(http.session_idle_timeout);
+        manager.session_config.sse_retry = Some(http.sse_retry);
         let manager = Arc::new(manager);
         let mut config = base;
         config.legacy_session_mode = true;
         config.json_response = false;
+        config.sse_retry = Some(http.sse_retry);
         let service = StreamableHttpService::new(
             move || Ok(Handler::new(gateway.clone(), None, Transport::Http).in_session()),
             manager.clone(),
             config,
         );
         Self {
-            manager,
+            manager: manager.clone(),
             service,
             owners: Mutex::default(),
             max: http.max_sessions,
             per_principal: http.max_sessions_per_principal,
+            poller: http.sse_poll_after.map(|after| super::poll::Poller {
+                manager: manager.clone(),
+                after,
+                retry: http.sse_retry,
+            }),
         }
     }
 
@@ -140,6 +156,7 @@ impl Sessions {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
         let closing = request.method() == hyper::Method::DELETE;
+        let post = request.method() == hyper::Method::POST;
         let response = self.service.handle(request).await;
         match held {
             Some(id)
@@ -149,7 +166,10 @@ impl Sessions {
                 self.owners().remove(&id);
                 response
             }
-            Some(_) => response,
+            Some(id) => match &self.poller {
+                Some(poller) if post && is_sse(&response) => poller.watch(id, response),
+                _ => response,
+            },
             None => {
                 let Some(id) = response
                     .headers()
