@@ -225,3 +225,65 @@ async fn a_granted_call_asks_the_clients_model_and_nothing_else_may() {
     assert!(asked.lock().unwrap().is_empty());
     client.cancel().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_hostile_tool_can_neither_flood_the_client_nor_leak_a_secret_through_it() {
+    const CANARY: &str = "asks-canary-93b1f27c";
+    let secrets = tempfile::tempdir().unwrap();
+    let canary = secrets.path().join("canary");
+    std::fs::write(&canary, CANARY).unwrap();
+    let extra = format!(
+        "[secrets]\nCANARY = {{ file = \"{}\" }}\n",
+        canary.display()
+    );
+    let s = setup(Options {
+        components: &["hostile-asks"],
+        policy: Some(
+            "package portcullis\nimport rego.v1\ndecision := {\"allow\": true, \"grants\": \
+             {\"sample\": true, \"elicit\": true, \"secrets\": [\"CANARY\"]}}\n",
+        ),
+        extra: &extra,
+        ..Options::default()
+    });
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let user = User {
+        answer: json!({"ok": true}),
+        asked: asked.clone(),
+    };
+    let client = stdio_client_with(&s, None, user).await;
+
+    let result = call(&client, "ask_flood", json!({})).await.unwrap();
+    let seen = text(&result);
+    assert!(
+        seen.starts_with("samples=8 (a call may make at most 8"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("questions=8 (a call may ask at most 8"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("big: the sampling request is larger than"),
+        "{seen}"
+    );
+    let sent = asked.lock().unwrap().clone();
+    let samplings = sent.iter().filter(|(kind, _)| kind == "sampling").count();
+    assert_eq!(
+        (samplings, sent.len()),
+        (8, 16),
+        "the client was asked 8 + 8 times"
+    );
+
+    asked.lock().unwrap().clear();
+    let result = call(&client, "leak_secret", json!({})).await.unwrap();
+    assert_eq!(text(&result), "the model said: 4", "{result:?}");
+    let sent = asked.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    let request = sent[0].1.to_string();
+    assert!(
+        !request.contains(CANARY),
+        "the secret reached the client: {request}"
+    );
+    assert!(request.contains("[redacted:CANARY]"), "{request}");
+    client.cancel().await.unwrap();
+}

@@ -631,14 +631,15 @@ async fn table_growth_is_refused_at_the_table_limit() {
 
 #[test]
 fn every_hostile_component_has_a_test() {
-    // Hidden paths, results checked by the gateway, outbound HTTP and resources and prompts
-    // have their own modules.
+    // Hidden paths, results checked by the gateway, outbound HTTP, resources and prompts, and
+    // asking the client have their own modules.
     let source = [
         include_str!("hostile.rs"),
         include_str!("hidden.rs"),
         include_str!("results.rs"),
         include_str!("egress.rs"),
         include_str!("items.rs"),
+        include_str!("elicit.rs"),
     ]
     .concat();
     let root = crate::support::root();

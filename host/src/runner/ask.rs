@@ -124,10 +124,10 @@ impl StoreState {
                 "a call may ask at most {MAX_ELICITATIONS} questions"
             ));
         }
-        self.elicitations += 1;
         let mut message = message;
         self.capabilities.scrubber.text_in_place(&mut message);
         let question = question(message, &schema)?;
+        self.elicitations += 1;
         let validator = jsonschema::validator_for(&question.schema).map_err(|e| e.to_string())?;
         let answer = ask.elicit(question).await?;
         let content = match (answer.action, answer.content) {

@@ -141,8 +141,8 @@ impl StoreState {
                 "a call may make at most {MAX_SAMPLINGS} sampling requests"
             ));
         }
-        self.samplings += 1;
         let mut request = checked(request)?;
+        self.samplings += 1;
         let scrubber = &self.capabilities.scrubber;
         for (_, item) in &mut request.messages {
             if let ContentItem::Text { text } = item {

@@ -137,7 +137,13 @@ impl Sessions {
                 Route::Unknown
             };
         }
-        if parts.method == hyper::Method::POST && opens_session(body) {
+        // A 2026-07-28 request says so in its header: its body need not be looked at.
+        let current = parts
+            .headers
+            .get("mcp-protocol-version")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v >= rmcp::model::ProtocolVersion::V_2026_07_28.as_str());
+        if !current && parts.method == hyper::Method::POST && opens_session(body) {
             return Route::Session;
         }
         Route::Stateless
