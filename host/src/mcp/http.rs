@@ -238,13 +238,10 @@ impl FrontDoor {
             // The JSON-RPC answer (a "busy, retry" tool error) stays the body.
             retry_later(&mut response);
         }
-        let sse = response
-            .headers()
-            .get(hyper::header::CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"text/event-stream"));
-        if streams && sse {
-            // The answer comes as the stream goes: the request holds its room and its place
-            // among the principal's requests until the stream ends.
+        if streams && sessions::is_sse(&response) {
+            // The answer comes as the stream goes (a `subscriptions/listen` stream never
+            // ends): the request holds its room and its place among the principal's requests
+            // until the stream ends.
             return response.map(|body| {
                 Held {
                     body,

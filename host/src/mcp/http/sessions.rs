@@ -33,7 +33,7 @@ use crate::policy::Principal;
 const SESSION_HEADER: &str = "mcp-session-id";
 
 /// One session's holder ([`owner`]) and its last use.
-struct Held {
+struct Holder {
     by: Arc<str>,
     used: Instant,
 }
@@ -51,7 +51,7 @@ pub struct Sessions {
     manager: Arc<LocalSessionManager>,
     service: StreamableHttpService<Handler, LocalSessionManager>,
     /// Session id → who opened it, and when it was last used.
-    owners: Mutex<HashMap<String, Held>>,
+    owners: Mutex<HashMap<String, Holder>>,
     max: usize,
     per_principal: usize,
     /// Closes requests' streams open too long, if `sse_poll_after` is set.
@@ -79,7 +79,7 @@ fn opens_session(body: &[u8]) -> bool {
         .is_none_or(|version| version < rmcp::model::ProtocolVersion::V_2026_07_28.as_str())
 }
 
-fn is_sse(response: &Response<Body>) -> bool {
+pub fn is_sse(response: &Response<Body>) -> bool {
     response
         .headers()
         .get(hyper::header::CONTENT_TYPE)
@@ -115,7 +115,7 @@ impl Sessions {
         }
     }
 
-    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, Held>> {
+    fn owners(&self) -> std::sync::MutexGuard<'_, HashMap<String, Holder>> {
         self.owners.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -206,7 +206,7 @@ impl Sessions {
             let mut owners = self.owners();
             // Sessions rmcp closed (idle, never initialized) are forgotten here.
             owners.retain(|session, _| live.contains(session));
-            let mine: Vec<(&String, &Held)> =
+            let mine: Vec<(&String, &Holder)> =
                 owners.iter().filter(|(_, h)| h.by == owner).collect();
             let evict = (mine.len() >= self.per_principal)
                 .then(|| {
@@ -221,7 +221,7 @@ impl Sessions {
             let full = owners.len() >= self.max;
             if !full {
                 let used = Instant::now();
-                owners.insert(id.clone(), Held { by: owner, used });
+                owners.insert(id.clone(), Holder { by: owner, used });
             }
             (evict, full)
         };
