@@ -165,7 +165,9 @@ pub fn outcome_code<T: Reply>(report: &RunReport<T>) -> (&'static str, Option<St
         Err(RunError::Limit(limit)) => Some(limit.to_string()),
         Err(RunError::Tool { message, .. } | RunError::Trap(message)) => Some(message.clone()),
         Err(RunError::Busy(busy)) => Some(busy.to_string()),
-        Err(e @ (RunError::Grant(_) | RunError::Internal(_))) => Some(e.to_string()),
+        Err(e @ (RunError::Grant(_) | RunError::Internal(_) | RunError::Deferred(_))) => {
+            Some(e.to_string())
+        }
     };
     (crate::runner::outcome_name(&report.outcome), message)
 }

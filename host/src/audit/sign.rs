@@ -153,6 +153,15 @@ impl Signer {
         pem("PUBLIC KEY", &der)
     }
 
+    /// A 32-byte key for `purpose`, derived from this key: the SHA-256 of its (deterministic,
+    /// RFC 8032) signature over the purpose. Every replica with the same signing key derives
+    /// the same key; nothing derived reveals the signing key or another purpose's key.
+    pub fn derive_key(&self, purpose: &str) -> [u8; 32] {
+        use sha2::Digest;
+        let message = format!("portcullis-derived-key-v1\n{purpose}");
+        sha2::Sha256::digest(self.pair.sign(message.as_bytes()).as_ref()).into()
+    }
+
     fn sign(&self, message: &str) -> String {
         hex::encode(self.pair.sign(message.as_bytes()).as_ref())
     }

@@ -80,6 +80,12 @@ impl KeyGuard {
         self.started = true;
     }
 
+    /// The run ended without an outcome to keep (it stopped at a question the client answers
+    /// in a later round): the key is free again.
+    pub fn release(mut self) {
+        self.started = false;
+    }
+
     /// Records the outcome, then wakes the waiters. The record is queued to the store before
     /// anyone is woken, so every later look at the key (here or in another process) finds it;
     /// its commit is not waited for: if the gateway dies before it, a repeat is told "in doubt"

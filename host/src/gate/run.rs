@@ -10,7 +10,7 @@ use crate::audit::Redactor;
 use crate::audit::records::{self, Facts};
 use crate::grants::Limits;
 use crate::policy::Principal;
-use crate::runner::{CallOutput, Notify, RunReport};
+use crate::runner::{CallOutput, Notify, RunError, RunReport};
 use crate::state::{StoredOutcome, now};
 use crate::telemetry::STAGE;
 
@@ -310,6 +310,12 @@ impl Gateway {
             }
         }
         let idempotency = match guard {
+            // A round that stopped at a question is not the call's outcome: the retry with
+            // the answer runs under the same key.
+            Some(guard) if matches!(report.outcome, Err(RunError::Deferred(_))) => {
+                guard.release();
+                None
+            }
             Some(guard) => {
                 let key = guard.key().to_string();
                 guard.finish(stored(&report));

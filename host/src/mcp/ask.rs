@@ -1,13 +1,14 @@
 //! Questions from a running tool to the client's user (`elicit`) and requests to its model
 //! (`sample`), as classic server → client `elicitation/create` and `sampling/createMessage`
 //! requests: on a session (stdio, or streamable HTTP with a session id) of
-//! a client before MCP 2026-07-28 that declared form elicitation (or sampling). A stateless request cannot
-//! carry a request to the client, and 2026-07-28 replaces these requests with multi-round-trip
-//! results (not served yet), so there a tool's `elicit` or `sample` fails with the reason.
+//! a client before MCP 2026-07-28 that declared form elicitation (or sampling). A stateless
+//! request of an older client cannot carry a request to the client: there a tool's `elicit` or
+//! `sample` fails with the reason. 2026-07-28 clients are asked with multi-round-trip results
+//! instead (`rounds.rs`).
 
 use std::sync::Arc;
 
-use rmcp::model::{ElicitRequestParams, ElicitationAction};
+use rmcp::model::ElicitRequestParams;
 use rmcp::service::ElicitationMode;
 use rmcp::{Peer, RoleServer};
 use serde_json::{Value, json};
@@ -42,17 +43,8 @@ impl Ask for PeerAsk {
                 .create_elicitation(params)
                 .await
                 .map_err(|e| format!("the client did not answer: {e}"))?;
-            let action = match result.action {
-                ElicitationAction::Accept => ElicitAction::Accept,
-                ElicitationAction::Decline => ElicitAction::Decline,
-                _ => ElicitAction::Cancel,
-            };
-            let content = match result.content {
-                None => None,
-                Some(Value::Object(map)) => Some(map),
-                Some(_) => return Err("the client's answer is not a JSON object".into()),
-            };
-            Ok(ElicitAnswer { action, content })
+            let result = serde_json::to_value(result).map_err(|e| e.to_string())?;
+            Ok(elicit_answer(result)?)
         })
     }
 
@@ -70,7 +62,7 @@ impl Ask for PeerAsk {
                 .await
                 .map_err(|e| format!("the client did not answer: {e}"))?;
             let result = serde_json::to_value(result).map_err(|e| e.to_string())?;
-            sampled(&result)
+            Ok(sampled(&result)?)
         })
     }
 }
@@ -98,8 +90,24 @@ fn sampling_content(item: ContentItem) -> Value {
     }
 }
 
+/// The user's answer, from an `ElicitResult`.
+pub(super) fn elicit_answer(result: Value) -> Result<ElicitAnswer, String> {
+    let action = match result.get("action").and_then(Value::as_str) {
+        Some("accept") => ElicitAction::Accept,
+        Some("decline") => ElicitAction::Decline,
+        Some("cancel") => ElicitAction::Cancel,
+        _ => return Err("the client's answer has no action (accept, decline or cancel)".into()),
+    };
+    let content = match result.get("content") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(map)) => Some(map.clone()),
+        Some(_) => return Err("the client's answer is not a JSON object".into()),
+    };
+    Ok(ElicitAnswer { action, content })
+}
+
 /// `sampling/createMessage` parameters.
-fn sampling_params(request: Sampling) -> Value {
+pub(super) fn sampling_params(request: Sampling) -> Value {
     let messages: Vec<Value> = request
         .messages
         .into_iter()
@@ -134,7 +142,7 @@ fn sampling_params(request: Sampling) -> Value {
 }
 
 /// The model's answer: one text, image or audio item (the first, if the client sent several).
-fn sampled(result: &Value) -> Result<Sampled, String> {
+pub(super) fn sampled(result: &Value) -> Result<Sampled, String> {
     use base64::Engine as _;
     let role = match result.get("role").and_then(Value::as_str) {
         Some("assistant") => Role::Assistant,

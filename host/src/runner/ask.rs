@@ -37,8 +37,35 @@ pub struct ElicitAnswer {
     pub content: Option<Map<String, Value>>,
 }
 
+/// Why a question got no answer in this run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Unanswered {
+    /// It will get none: the reason goes back to the tool.
+    Refused(String),
+    /// The client answers it in a later round (a multi-round-trip request): this run stops
+    /// here, and the call runs again with the answer.
+    Later,
+}
+
+impl From<String> for Unanswered {
+    fn from(reason: String) -> Self {
+        Self::Refused(reason)
+    }
+}
+
+impl From<&str> for Unanswered {
+    fn from(reason: &str) -> Self {
+        Self::Refused(reason.to_string())
+    }
+}
+
+/// The trap that stops a run at a question answered in a later round.
+#[derive(Debug, thiserror::Error)]
+#[error("the call waits for the client's answer to {0}")]
+pub struct Deferred(pub String);
+
 /// The future of an answer from the client.
-pub type Asking<T> = Pin<Box<dyn Future<Output = Result<T, String>> + Send>>;
+pub type Asking<T> = Pin<Box<dyn Future<Output = Result<T, Unanswered>> + Send>>;
 /// The future of the user's answer.
 pub type Answering = Asking<ElicitAnswer>;
 
@@ -112,7 +139,7 @@ impl StoreState {
         &mut self,
         message: String,
         schema: String,
-    ) -> Result<host::ElicitAnswer, String> {
+    ) -> Result<host::ElicitAnswer, Unanswered> {
         if !self.elicit {
             return Err("elicitation is not granted to this call (grants.elicit)".into());
         }
@@ -120,9 +147,7 @@ impl StoreState {
             return Err("the client cannot be asked: it did not declare elicitation, or its transport cannot carry a request to it".into());
         };
         if self.elicitations >= MAX_ELICITATIONS {
-            return Err(format!(
-                "a call may ask at most {MAX_ELICITATIONS} questions"
-            ));
+            return Err(format!("a call may ask at most {MAX_ELICITATIONS} questions").into());
         }
         let mut message = message;
         self.capabilities.scrubber.text_in_place(&mut message);
@@ -137,7 +162,8 @@ impl StoreState {
                     return Err(format!(
                         "the answer does not match the schema: {}",
                         problem.masked()
-                    ));
+                    )
+                    .into());
                 }
                 Some(value.to_string())
             }

@@ -5,8 +5,8 @@ wasmtime::component::bindgen!({
     path: "../wit",
     world: "server-component",
     imports: {
-        "portcullis:tool/host.elicit": async,
-        "portcullis:tool/host.sample": async,
+        "portcullis:tool/host.elicit": async | trappable,
+        "portcullis:tool/host.sample": async | trappable,
     },
     exports: { default: async },
 });

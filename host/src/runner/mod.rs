@@ -29,7 +29,9 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 pub use admission::{Admission, Admitter, Busy, PerKey, Ticket};
-pub use ask::{Answering, Ask, Asking, ElicitAction, ElicitAnswer, Elicitation, Notify};
+pub use ask::{
+    Answering, Ask, Asking, Deferred, ElicitAction, ElicitAnswer, Elicitation, Notify, Unanswered,
+};
 pub use bindings::portcullis::tool::types::{
     Annotations, CompletionRequest, CompletionTarget, PromptArgument, PromptInfo, ResourceInfo,
     ResourceTemplate, ToolInfo,
@@ -126,9 +128,14 @@ pub enum RunError {
     },
     #[error("internal error: {0:#}")]
     Internal(anyhow::Error),
+    /// The tool asked what the client answers in a later round of a multi-round-trip
+    /// request: this run stopped there, and nothing of it is kept.
+    #[error("the call waits for the client's answer to {0}")]
+    Deferred(String),
 }
 
-/// A run's outcome as a fixed code: ok, tool_error, limit, trap, busy or error.
+/// A run's outcome as a fixed code: ok, tool_error, limit, trap, busy, input_required or
+/// error.
 pub fn outcome_name<T: Reply>(outcome: &Result<T, RunError>) -> &'static str {
     match outcome {
         Ok(output) if output.is_error() => "tool_error",
@@ -137,6 +144,7 @@ pub fn outcome_name<T: Reply>(outcome: &Result<T, RunError>) -> &'static str {
         Err(RunError::Tool { .. }) => "tool_error",
         Err(RunError::Trap(_)) => "trap",
         Err(RunError::Busy(_)) => "busy",
+        Err(RunError::Deferred(_)) => "input_required",
         Err(RunError::Grant(_) | RunError::Internal(_)) => "error",
     }
 }
@@ -544,6 +552,9 @@ fn classify(
     limits: &Limits,
     stderr: Option<&MemoryOutputPipe>,
 ) -> RunError {
+    if let Some(Deferred(what)) = error.downcast_ref::<Deferred>() {
+        return RunError::Deferred(what.clone());
+    }
     // wasmtime's error for exhausted hostcall fuel is private; its message is pinned by a test.
     if format!("{error:#}").contains("fuel allocated for hostcalls has been exhausted") {
         return LimitExceeded::Transfer {

@@ -2,6 +2,7 @@
 //! `sampling/createMessage`). Granted per call (`grants.sample`), bounded in number and size,
 //! with every granted secret scrubbed from what is sent; the answer is handed back as it came.
 
+use super::ask::Unanswered;
 use super::bindings::portcullis::tool::host;
 use super::bindings::portcullis::tool::types as wit;
 use super::output::{ContentItem, Role, content, role};
@@ -127,7 +128,7 @@ impl StoreState {
     pub(super) async fn sampling(
         &mut self,
         request: host::SamplingRequest,
-    ) -> Result<host::SamplingAnswer, String> {
+    ) -> Result<host::SamplingAnswer, Unanswered> {
         if !self.sample {
             return Err("sampling is not granted to this call (grants.sample)".into());
         }
@@ -137,9 +138,9 @@ impl StoreState {
             );
         };
         if self.samplings >= MAX_SAMPLINGS {
-            return Err(format!(
-                "a call may make at most {MAX_SAMPLINGS} sampling requests"
-            ));
+            return Err(
+                format!("a call may make at most {MAX_SAMPLINGS} sampling requests").into(),
+            );
         }
         let mut request = checked(request)?;
         self.samplings += 1;

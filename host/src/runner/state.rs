@@ -11,7 +11,7 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::capabilities::CallCapabilities;
 
-use super::ask::Notify;
+use super::ask::{Deferred, Notify, Unanswered};
 use super::bindings::portcullis::tool::host;
 use super::bindings::v01::portcullis::tool as v01;
 use super::engine;
@@ -201,6 +201,16 @@ impl WasiView for StoreState {
     }
 }
 
+/// What a tool gets from `elicit` or `sample`: the answer or the refusal; a question answered
+/// in a later round stops the run here (a trap the runner reports as `input_required`).
+fn answered<T>(answer: Result<T, Unanswered>, what: &str) -> wasmtime::Result<Result<T, String>> {
+    match answer {
+        Ok(answer) => Ok(Ok(answer)),
+        Err(Unanswered::Refused(reason)) => Ok(Err(reason)),
+        Err(Unanswered::Later) => Err(wasmtime::Error::new(Deferred(what.to_string()))),
+    }
+}
+
 impl host::Host for StoreState {
     fn log(&mut self, level: host::Level, message: String) {
         if self.logs.len() >= MAX_LOG_LINES {
@@ -240,15 +250,18 @@ impl host::Host for StoreState {
         &mut self,
         message: String,
         requested_schema: String,
-    ) -> Result<host::ElicitAnswer, String> {
-        self.elicitation(message, requested_schema).await
+    ) -> wasmtime::Result<Result<host::ElicitAnswer, String>> {
+        answered(
+            self.elicitation(message, requested_schema).await,
+            "a question",
+        )
     }
 
     async fn sample(
         &mut self,
         request: host::SamplingRequest,
-    ) -> Result<host::SamplingAnswer, String> {
-        self.sampling(request).await
+    ) -> wasmtime::Result<Result<host::SamplingAnswer, String>> {
+        answered(self.sampling(request).await, "a sampling request")
     }
 
     fn secret(&mut self, name: String) -> Result<String, String> {
