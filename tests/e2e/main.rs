@@ -30,6 +30,7 @@ mod otlp;
 mod python;
 mod reload;
 mod results;
+mod rounds;
 mod sessions;
 mod support;
 mod tasks;

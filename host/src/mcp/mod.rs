@@ -20,6 +20,7 @@ mod items;
 mod notices;
 mod params;
 pub mod precheck;
+mod rounds;
 pub mod stdio;
 pub mod tasks;
 mod throttle;
@@ -207,7 +208,7 @@ impl Handler {
     /// `tools/call` inside its request span.
     async fn call_tool_in(
         &self,
-        request: CallToolRequestParams,
+        mut request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
         principal: Arc<Principal>,
         trace: Option<crate::telemetry::TraceContext>,
@@ -224,11 +225,23 @@ impl Handler {
             context.meta.get_progress_token(),
             level,
         );
-        let notify = ask::joined(
-            delivery.as_ref().map(|d| d.notify.clone()),
-            self.has_session() && legacy(&context),
-            &context.peer,
-        );
+        let signer = self.gateway.audit.signer();
+        let rounds = rounds::begin(
+            signer,
+            !legacy(&context),
+            &context,
+            &principal.id,
+            &mut request,
+        )?;
+        let notices = delivery.as_ref().map(|d| d.notify.clone());
+        let notify = match &rounds {
+            Some(rounds) => Some(rounds::joined(notices, rounds)),
+            None => ask::joined(
+                notices,
+                self.has_session() && legacy(&context),
+                &context.peer,
+            ),
+        };
         let key = match idempotency_key(&context) {
             Ok(key) => key,
             Err(message) => {
@@ -296,6 +309,9 @@ impl Handler {
         }
         if let Some(delivery) = delivery {
             delivery.finish().await;
+        }
+        if let Some(asked) = rounds::stopped(signer, rounds.as_ref(), &result) {
+            return asked.map(CallToolResponse::InputRequired);
         }
         if matches!(result, Err(GateError::Busy(_))) {
             // Over HTTP the front door turns this into 503 + Retry-After.

@@ -3,7 +3,11 @@
 //! - `ask_flood` sends one sampling request over the size cap, then sampling requests and
 //!   questions until the gateway refuses (it should after 8 of each);
 //! - `leak_secret` reads its granted secret `CANARY` and puts it into a sampling request's
-//!   message and system prompt: the client must see it scrubbed.
+//!   message and system prompt: the client must see it scrubbed;
+//! - `shifting_question` asks a question that differs every time it runs (it quotes the
+//!   clock): over MCP 2026-07-28, where each answer comes back in a rerun, it must not get the
+//!   answer given to the earlier question;
+//! - `ask_twice` is the well-behaved baseline: two questions, the same every run.
 //!
 //! Each reports what it saw instead of failing, so the tests can tell a refusal from a crash.
 
@@ -83,4 +87,47 @@ impl Tool for LeakSecret {
     }
 }
 
-export_tools!(AskFlood, LeakSecret);
+/// A yes/no question, with its answer (false unless accepted).
+fn yes(question: &str) -> Result<bool, Error> {
+    let schema =
+        json!({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]});
+    Ok(match elicit_form(question, &schema)? {
+        Elicited::Accepted(content) => content.get("ok").and_then(|v| v.as_bool()) == Some(true),
+        Elicited::Declined | Elicited::Cancelled => false,
+    })
+}
+
+pub struct ShiftingQuestion;
+
+impl Tool for ShiftingQuestion {
+    type Input = Nothing;
+    const NAME: &'static str = "shifting_question";
+    const DESCRIPTION: &'static str = "Asks a question that is different every time it runs.";
+
+    fn call(_: Nothing) -> Result<Output, Error> {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        match yes(&format!("May I drop table t{nanos}?")) {
+            Ok(ok) => Ok(Output::text(format!("answered: {ok}"))),
+            Err(e) => Ok(Output::text(format!("refused: {}", reason(e)))),
+        }
+    }
+}
+
+pub struct AskTwice;
+
+impl Tool for AskTwice {
+    type Input = Nothing;
+    const NAME: &'static str = "ask_twice";
+    const DESCRIPTION: &'static str = "Asks two yes/no questions and reports both answers.";
+
+    fn call(_: Nothing) -> Result<Output, Error> {
+        let first = yes("First: go on?")?;
+        let second = yes("Second: really?")?;
+        Ok(Output::text(format!("first={first} second={second}")))
+    }
+}
+
+export_tools!(AskFlood, LeakSecret, ShiftingQuestion, AskTwice);
