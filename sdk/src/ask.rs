@@ -22,11 +22,12 @@ pub enum Elicited<T> {
 /// Asks the user, through the client, for a `T`: a struct of strings, numbers, booleans and
 /// enums (MCP's elicitation subset; its derived schema is the form the client shows).
 ///
-/// Works only when the call's decision grants it (`grants.elicit`) and the client can be asked
-/// (a session of a client before MCP 2026-07-28 that declared elicitation: stdio, or
-/// streamable HTTP with a session); otherwise it fails with the reason. The wait counts
-/// against the call's time limit. The answer comes from the user: check it as you would any
-/// input.
+/// Works only when the call's decision grants it (`grants.elicit`) and the client declared
+/// elicitation; otherwise it fails with the reason. A client before MCP 2026-07-28 is asked
+/// while the call waits (stdio, or streamable HTTP with a session), and the wait counts
+/// against the call's time limit. A 2026-07-28 client is asked between rounds: the call ends
+/// at the question and runs again, from the start, with the answer, so do work with effects
+/// after asking, not before. The answer comes from the user: check it as you would any input.
 pub fn elicit<T: serde::de::DeserializeOwned + JsonSchema>(
     message: &str,
 ) -> Result<Elicited<T>, Error> {
@@ -137,9 +138,9 @@ impl Sampled {
 /// Asks the client's model for a message (MCP sampling).
 ///
 /// Works only when the call's decision grants it (`grants.sample`) and the client declared
-/// sampling on a session (MCP before 2026-07-28); otherwise it fails with the reason. The
-/// client and its user may change or refuse the request. The wait counts against the call's
-/// time limit. The answer is the model's: check it as you would any input.
+/// sampling; otherwise it fails with the reason. As with [`elicit`], a 2026-07-28 client is
+/// asked between rounds and the call runs again with the answer. The client and its user may
+/// change or refuse the request. A wait counts against the call's time limit. The answer is the model's: check it as you would any input.
 pub fn sample(request: Sampling) -> Result<Sampled, Error> {
     let messages = request
         .messages
