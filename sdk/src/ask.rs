@@ -1,5 +1,5 @@
-//! Asking the client while a call runs: its user ([`elicit`], [`elicit_form`]) and its model
-//! ([`sample`]).
+//! Asking the client while a call runs: its user ([`elicit`], [`elicit_form`], [`elicit_url`])
+//! and its model ([`sample`]).
 
 use schemars::JsonSchema;
 use serde_json::{Map, Value};
@@ -52,6 +52,22 @@ pub fn elicit_form(message: &str, schema: &Value) -> Result<Elicited<Map<String,
                 .map(Elicited::Accepted)
                 .map_err(|e| Error::failed(format!("the answer is not a JSON object: {e}")))
         }
+        host::ElicitAction::Decline => Ok(Elicited::Declined),
+        host::ElicitAction::Cancel => Ok(Elicited::Cancelled),
+    }
+}
+
+/// Asks the user, through the client, to open `url` (an `https` address) for what must not
+/// pass through the client or the gateway: a sign-in, a payment, a consent (MCP URL-mode
+/// elicitation). `Accepted(())` says the user agreed to open it, not that they finished
+/// there: learn the outcome from the service itself (poll it, or ask again).
+///
+/// Granted like [`elicit`] (`grants.elicit`), for clients that declared URL elicitation, and
+/// asked the same ways. The gateway refuses a URL that is not `https`, carries
+/// `user:password@`, or contains a secret granted to the call.
+pub fn elicit_url(message: &str, url: &str) -> Result<Elicited<()>, Error> {
+    match host::elicit_url(message, url).map_err(Error::Failed)? {
+        host::ElicitAction::Accept => Ok(Elicited::Accepted(())),
         host::ElicitAction::Decline => Ok(Elicited::Declined),
         host::ElicitAction::Cancel => Ok(Elicited::Cancelled),
     }

@@ -369,7 +369,7 @@ pub mod http;
 mod items;
 pub mod schema;
 
-pub use ask::{Elicited, Sampled, Sampling, elicit, elicit_form, sample};
+pub use ask::{Elicited, Sampled, Sampling, elicit, elicit_form, elicit_url, sample};
 pub use items::{
     Argument, Arguments, Body, Completion, Contents, Message, Prompt, Resource, ResourceTemplate,
     Role,

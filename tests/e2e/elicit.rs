@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use rmcp::model::{
     ClientConfig, ContentBlock, CreateMessageRequestParams, CreateMessageResult,
     ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationCapability, ErrorData,
-    ProtocolVersion, SamplingCapability,
+    ProtocolVersion, SamplingCapability, UrlElicitationCapability,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ClientHandler, RoleClient};
@@ -285,5 +285,113 @@ async fn a_hostile_tool_can_neither_flood_the_client_nor_leak_a_secret_through_i
         "the secret reached the client: {request}"
     );
     assert!(request.contains("[redacted:CANARY]"), "{request}");
+    client.cancel().await.unwrap();
+}
+
+/// A client that declared URL elicitation only: remembers each request, answers `action`.
+#[derive(Clone)]
+struct Opener {
+    action: ElicitationAction,
+    asked: Arc<Mutex<Vec<Value>>>,
+}
+
+impl ClientHandler for Opener {
+    fn get_info(&self) -> ClientConfig {
+        let mut info = ClientConfig::default();
+        info.protocol_version = ProtocolVersion::V_2025_11_25;
+        info.capabilities.elicitation =
+            Some(ElicitationCapability::new().with_url(UrlElicitationCapability::default()));
+        info
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let request = serde_json::to_value(&request).unwrap();
+        self.asked.lock().unwrap().push(request);
+        Ok(ElicitResult::new(self.action.clone()))
+    }
+}
+
+#[tokio::test]
+async fn a_tool_sends_the_user_to_an_https_url_but_never_with_a_secret() {
+    const CANARY: &str = "url-canary-5f0c2a9e";
+    let secrets = tempfile::tempdir().unwrap();
+    let canary = secrets.path().join("canary");
+    std::fs::write(&canary, CANARY).unwrap();
+    let extra = format!(
+        "[secrets]\nCANARY = {{ file = \"{}\" }}\n",
+        canary.display()
+    );
+    let s = setup(Options {
+        components: &["hostile-asks"],
+        policy: Some(
+            "package portcullis\nimport rego.v1\ndecision := {\"allow\": true, \"grants\": \
+             {\"elicit\": true, \"secrets\": [\"CANARY\"]}}\n",
+        ),
+        extra: &extra,
+        ..Options::default()
+    });
+    let asked = Arc::new(Mutex::new(Vec::new()));
+    let opener = Opener {
+        action: ElicitationAction::Accept,
+        asked: asked.clone(),
+    };
+    let client = stdio_client_with(&s, None, opener).await;
+    let url = "https://idp.example/authorize?client=portcullis";
+    let result = call(&client, "sign_in", json!({"url": url})).await.unwrap();
+    assert_eq!(text(&result), "opened: accepted", "{result:?}");
+    let sent = asked.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0]["mode"], "url", "{:?}", sent[0]);
+    assert_eq!(sent[0]["url"], url);
+    assert_eq!(sent[0]["message"], "Sign in to continue");
+    assert!(
+        sent[0]["elicitationId"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("pc-")),
+        "{:?}",
+        sent[0]
+    );
+
+    // The hostile variant puts its secret into the URL: refused, and nothing reaches the client.
+    asked.lock().unwrap().clear();
+    let result = call(&client, "sign_in", json!({"url": url, "leak": true}))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(&result),
+        "refused: the URL contains a secret granted to this call"
+    );
+    let result = call(&client, "sign_in", json!({"url": "http://idp.example/"}))
+        .await
+        .unwrap();
+    assert_eq!(text(&result), "refused: the URL must be https");
+    assert!(asked.lock().unwrap().is_empty(), "nothing was sent");
+
+    // This client declared URL mode only: a form question is refused, not sent.
+    let result = call(&client, "ask_twice", json!({})).await.unwrap();
+    assert_eq!(result.is_error, Some(true), "{result:?}");
+    assert!(
+        text(&result).contains("did not declare form elicitation"),
+        "{result:?}"
+    );
+    assert!(asked.lock().unwrap().is_empty());
+    client.cancel().await.unwrap();
+
+    // A client that declared form mode only is not sent a URL.
+    let user = User {
+        answer: json!({}),
+        asked: Arc::new(Mutex::new(Vec::new())),
+    };
+    let client = stdio_client_with(&s, None, user.clone()).await;
+    let result = call(&client, "sign_in", json!({"url": url})).await.unwrap();
+    assert_eq!(
+        text(&result),
+        "refused: the client did not declare URL elicitation"
+    );
+    assert!(user.asked.lock().unwrap().is_empty());
     client.cancel().await.unwrap();
 }

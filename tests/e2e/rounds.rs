@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex};
 
 use rmcp::model::{
     ClientConfig, CreateMessageRequestParams, CreateMessageResult, ElicitRequestParams,
-    ElicitResult, ElicitationAction, ElicitationCapability, ErrorData, SamplingCapability,
+    ElicitResult, ElicitationAction, ElicitationCapability, ErrorData, FormElicitationCapability,
+    SamplingCapability, UrlElicitationCapability,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ClientHandler, RoleClient};
@@ -32,7 +33,11 @@ struct User {
 impl ClientHandler for User {
     fn get_info(&self) -> ClientConfig {
         let mut info = ClientConfig::default();
-        info.capabilities.elicitation = Some(ElicitationCapability::default());
+        info.capabilities.elicitation = Some(
+            ElicitationCapability::new()
+                .with_form(FormElicitationCapability::default())
+                .with_url(UrlElicitationCapability::default()),
+        );
         info.capabilities.sampling = Some(SamplingCapability::default());
         info
     }
@@ -57,6 +62,11 @@ impl ClientHandler for User {
         _context: RequestContext<RoleClient>,
     ) -> Result<ElicitResult, ErrorData> {
         let request = serde_json::to_value(&request).unwrap();
+        if request["mode"] == "url" {
+            let url = request["url"].as_str().unwrap_or_default();
+            self.asked.lock().unwrap().push(format!("open {url}"));
+            return Ok(ElicitResult::new(ElicitationAction::Accept));
+        }
         let message = request["message"].as_str().unwrap_or_default().to_string();
         self.asked.lock().unwrap().push(message);
         let content = if request["requestedSchema"]["properties"]["ok"].is_object() {
@@ -96,6 +106,15 @@ async fn a_2026_client_answers_in_rounds_and_each_round_is_a_fresh_governed_call
         .unwrap();
     assert_eq!(text(&result), "LLM response: 4", "{result:?}");
     assert_eq!(*user.asked.lock().unwrap(), ["sampling"]);
+
+    // A URL to open (URL-mode elicitation) is asked in a round too, the same on the rerun.
+    user.asked.lock().unwrap().clear();
+    let url = "https://idp.example/authorize";
+    let result = drive(&client, "sign_in", json!({"url": url}))
+        .await
+        .unwrap();
+    assert_eq!(text(&result), "opened: accepted", "{result:?}");
+    assert_eq!(*user.asked.lock().unwrap(), [format!("open {url}")]);
 
     // The hostile tool asks another question on the rerun: it is refused, not answered.
     user.asked.lock().unwrap().clear();

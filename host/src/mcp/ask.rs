@@ -1,15 +1,14 @@
 //! Questions from a running tool to the client's user (`elicit`) and requests to its model
 //! (`sample`), as classic server → client `elicitation/create` and `sampling/createMessage`
 //! requests: on a session (stdio, or streamable HTTP with a session id) of
-//! a client before MCP 2026-07-28 that declared form elicitation (or sampling). A stateless
+//! a client before MCP 2026-07-28 that declared elicitation (form or URL mode) or sampling. A stateless
 //! request of an older client cannot carry a request to the client: there a tool's `elicit` or
 //! `sample` fails with the reason. 2026-07-28 clients are asked with multi-round-trip results
 //! instead (`rounds.rs`).
 
 use std::sync::Arc;
 
-use rmcp::model::ElicitRequestParams;
-use rmcp::service::ElicitationMode;
+use rmcp::model::{ClientCapabilities, ElicitRequestParams};
 use rmcp::{Peer, RoleServer};
 use serde_json::{Value, json};
 
@@ -18,27 +17,56 @@ use crate::runner::{
     Sampled, Sampling,
 };
 
+/// What a client declared it can be asked.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Declared {
+    form: bool,
+    url: bool,
+    pub sample: bool,
+}
+
+impl Declared {
+    pub fn of(caps: &ClientCapabilities) -> Self {
+        let (form, url) = match &caps.elicitation {
+            None => (false, false),
+            // Declared with neither mode: form, as before modes existed.
+            Some(e) => (e.form.is_some() || e.url.is_none(), e.url.is_some()),
+        };
+        Self {
+            form,
+            url,
+            sample: caps.sampling.is_some(),
+        }
+    }
+
+    /// Whether `question` may be put to this client; the reason if not.
+    pub fn elicit(&self, question: &Elicitation) -> Result<(), String> {
+        match question.is_url() {
+            true if !self.url => Err("the client did not declare URL elicitation".into()),
+            false if !self.form => Err("the client did not declare form elicitation".into()),
+            _ => Ok(()),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.form || self.url || self.sample
+    }
+}
+
 /// Asks through the session's peer, for what its client declared.
 struct PeerAsk {
     peer: Peer<RoleServer>,
-    elicit: bool,
-    sample: bool,
+    declared: Declared,
 }
 
 impl Ask for PeerAsk {
     fn elicit(&self, question: Elicitation) -> Answering {
         let peer = self.peer.clone();
-        let declared = self.elicit;
+        let declared = self.declared.elicit(&question);
         Box::pin(async move {
-            if !declared {
-                return Err("the client did not declare form elicitation".into());
-            }
-            let params: ElicitRequestParams = serde_json::from_value(json!({
-                "mode": "form",
-                "message": question.message,
-                "requestedSchema": question.schema,
-            }))
-            .map_err(|e| format!("the question cannot be sent: {e}"))?;
+            declared?;
+            let params: ElicitRequestParams = serde_json::from_value(question.params())
+                .map_err(|e| format!("the question cannot be sent: {e}"))?;
             let result = peer
                 .create_elicitation(params)
                 .await
@@ -50,7 +78,7 @@ impl Ask for PeerAsk {
 
     fn sample(&self, request: Sampling) -> Asking<Sampled> {
         let peer = self.peer.clone();
-        let declared = self.sample;
+        let declared = self.declared.sample;
         Box::pin(async move {
             if !declared {
                 return Err("the client did not declare sampling".into());
@@ -209,19 +237,16 @@ pub(super) fn sampled(result: &Value) -> Result<Sampled, String> {
 /// The call's notices joined with a way to ask, where this request has one: `session` says
 /// the request came on a session of a client before 2026-07-28.
 pub fn joined(notices: Option<Notify>, session: bool, peer: &Peer<RoleServer>) -> Option<Notify> {
-    let elicit = peer
-        .supported_elicitation_modes()
-        .contains(&ElicitationMode::Form);
-    let sample = peer
+    let declared = peer
         .peer_info()
-        .is_some_and(|info| info.capabilities.sampling.is_some());
-    if !session || !(elicit || sample) {
+        .map(|info| Declared::of(&info.capabilities))
+        .unwrap_or_default();
+    if !session || !declared.any() {
         return notices;
     }
     let ask: Arc<dyn Ask> = Arc::new(PeerAsk {
         peer: peer.clone(),
-        elicit,
-        sample,
+        declared,
     });
     Some(notices.unwrap_or_default().with_ask(ask))
 }

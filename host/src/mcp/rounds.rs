@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use super::ask::{elicit_answer, sampled, sampling_params};
+use super::ask::{Declared, elicit_answer, sampled, sampling_params};
 use crate::audit::Signer;
 use crate::gate::GateError;
 use crate::runner::{
@@ -105,8 +105,7 @@ pub struct Rounds {
     /// Questions the tool asked in this round so far, and the one it stopped at.
     asked: Mutex<(usize, Option<Asked>)>,
     /// What the client declared it can answer.
-    elicit: bool,
-    sample: bool,
+    declared: Declared,
 }
 
 fn invalid(message: impl Into<String>) -> ErrorData {
@@ -168,7 +167,7 @@ impl Rounds {
         binding: Binding,
         state: Option<&str>,
         responses: Option<InputResponses>,
-        declared: (bool, bool),
+        declared: Declared,
     ) -> Result<Self, ErrorData> {
         let mut responses = responses.unwrap_or_default();
         let given = match state {
@@ -203,8 +202,7 @@ impl Rounds {
             binding,
             given,
             asked: Mutex::new((0, None)),
-            elicit: declared.0,
-            sample: declared.1,
+            declared,
         })
     }
 
@@ -256,22 +254,17 @@ impl Rounds {
 
 impl Ask for Rounds {
     fn elicit(&self, question: Elicitation) -> Answering {
-        let answer = if self.elicit {
-            let params = json!({
-                "mode": "form",
-                "message": question.message,
-                "requestedSchema": question.schema,
-            });
-            self.round("elicitation/create", params)
-                .and_then(|response| elicit_answer(response).map_err(Unanswered::Refused))
-        } else {
-            Err("the client did not declare form elicitation".into())
+        let answer = match self.declared.elicit(&question) {
+            Ok(()) => self
+                .round("elicitation/create", question.params())
+                .and_then(|response| elicit_answer(response).map_err(Unanswered::Refused)),
+            Err(reason) => Err(Unanswered::Refused(reason)),
         };
         Box::pin(std::future::ready(answer))
     }
 
     fn sample(&self, request: Sampling) -> Asking<Sampled> {
-        let answer = if self.sample {
+        let answer = if self.declared.sample {
             self.round("sampling/createMessage", sampling_params(request))
                 .and_then(|response| sampled(&response).map_err(Unanswered::Refused))
         } else {
@@ -299,10 +292,6 @@ pub fn begin(
         return Ok(None);
     }
     let caps = context.client_capabilities().unwrap_or_default();
-    let elicit = caps
-        .elicitation
-        .as_ref()
-        .is_some_and(|e| e.form.is_some() || e.url.is_none());
     let binding = Binding::new(
         principal,
         "tools/call",
@@ -314,7 +303,7 @@ pub fn begin(
         binding,
         request.request_state.as_deref(),
         request.input_responses.take(),
-        (elicit, caps.sampling.is_some()),
+        Declared::of(&caps),
     )?;
     Ok(Some(Arc::new(rounds)))
 }
@@ -350,8 +339,17 @@ pub fn stopped(
 mod tests {
     use super::*;
 
+    fn everything() -> Declared {
+        Declared::of(
+            &serde_json::from_value(
+                json!({"elicitation": {"form": {}, "url": {}}, "sampling": {}}),
+            )
+            .unwrap(),
+        )
+    }
+
     fn question(text: &str) -> Elicitation {
-        Elicitation {
+        Elicitation::Form {
             message: text.into(),
             schema: json!({"type": "object", "properties": {"ok": {"type": "boolean"}}}),
         }
@@ -385,7 +383,7 @@ mod tests {
         responses: Option<InputResponses>,
         texts: &[&str],
     ) -> Result<(Vec<bool>, Option<(String, String)>), ErrorData> {
-        let rounds = Rounds::start(signer, b.clone(), state.as_deref(), responses, (true, true))?;
+        let rounds = Rounds::start(signer, b.clone(), state.as_deref(), responses, everything())?;
         let mut seen = Vec::new();
         for text in texts {
             match ask(&rounds, text).await {
@@ -446,7 +444,7 @@ mod tests {
                 other,
                 Some(&state2),
                 Some(answered(&key2, true)),
-                (true, true),
+                everything(),
             )
             .err()
             .unwrap();
@@ -459,7 +457,7 @@ mod tests {
                 b.clone(),
                 Some(&state2),
                 Some(answered(&key2, true)),
-                (true, true)
+                everything()
             )
             .is_err()
         );
@@ -479,7 +477,7 @@ mod tests {
                 b.clone(),
                 Some(&forged),
                 Some(answered(&key2, true)),
-                (true, true)
+                everything()
             )
             .is_err()
         );
@@ -490,7 +488,7 @@ mod tests {
             b.clone(),
             Some(&state2),
             Some(answered("ask-7", true)),
-            (true, true),
+            everything(),
         )
         .err()
         .unwrap();
@@ -502,7 +500,7 @@ mod tests {
         let mut extra = answered(&key2, true);
         extra.insert("ask-9".into(), json!({}));
         assert!(
-            Rounds::start(&signer, b.clone(), Some(&state2), Some(extra), (true, true)).is_err()
+            Rounds::start(&signer, b.clone(), Some(&state2), Some(extra), everything()).is_err()
         );
         assert!(
             Rounds::start(
@@ -510,7 +508,7 @@ mod tests {
                 b,
                 None,
                 Some(answered("ask-0", true)),
-                (true, true)
+                everything()
             )
             .is_err()
         );

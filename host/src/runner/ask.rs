@@ -5,7 +5,8 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha256};
 
 use super::bindings::portcullis::tool::host;
 use super::state::{Notice, StoreState};
@@ -15,11 +16,40 @@ pub const MAX_ELICITATIONS: u32 = 8;
 /// Bytes of message plus schema in one question.
 pub const MAX_QUESTION_BYTES: usize = 16 * 1024;
 
-/// A question for the user: a message and the JSON Schema of the answer (MCP's flat subset).
+/// Bytes of a URL the user is asked to open.
+pub const MAX_URL_BYTES: usize = 2048;
+
+/// A question for the user.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Elicitation {
-    pub message: String,
-    pub schema: Value,
+pub enum Elicitation {
+    /// A message and the JSON Schema of the answer (MCP's flat subset).
+    Form { message: String, schema: Value },
+    /// A URL to open outside the client; `id` is the same each time a call asks the same
+    /// thing (a rerun of a multi-round-trip request must ask exactly what was answered).
+    Url {
+        message: String,
+        url: String,
+        id: String,
+    },
+}
+
+impl Elicitation {
+    /// URL mode (else form mode).
+    pub fn is_url(&self) -> bool {
+        matches!(self, Self::Url { .. })
+    }
+
+    /// The `elicitation/create` parameters that ask it.
+    pub fn params(&self) -> Value {
+        match self {
+            Self::Form { message, schema } => {
+                json!({"mode": "form", "message": message, "requestedSchema": schema})
+            }
+            Self::Url { message, url, id } => {
+                json!({"mode": "url", "message": message, "url": url, "elicitationId": id})
+            }
+        }
+    }
 }
 
 /// What the user did.
@@ -117,7 +147,7 @@ impl Notify {
 }
 
 /// The checks of a question, before it goes anywhere.
-fn question(message: String, schema: &str) -> Result<Elicitation, String> {
+fn question(message: String, schema: &str) -> Result<(Elicitation, jsonschema::Validator), String> {
     if message.len() + schema.len() > MAX_QUESTION_BYTES {
         return Err(format!(
             "the question is larger than {MAX_QUESTION_BYTES} bytes (message and schema)"
@@ -129,17 +159,38 @@ fn question(message: String, schema: &str) -> Result<Elicitation, String> {
     serde_json::from_value::<rmcp::model::ElicitationSchema>(schema.clone()).map_err(|e| {
         format!("the schema is not an elicitation schema (an object of primitive properties): {e}")
     })?;
-    jsonschema::validator_for(&schema).map_err(|e| format!("the schema is invalid: {e}"))?;
-    Ok(Elicitation { message, schema })
+    let validator =
+        jsonschema::validator_for(&schema).map_err(|e| format!("the schema is invalid: {e}"))?;
+    Ok((Elicitation::Form { message, schema }, validator))
+}
+
+/// The checks of a URL to open: `https`, with a host and without credentials, bounded.
+fn url_question(message: String, url: String, index: u32) -> Result<Elicitation, String> {
+    if message.len() + url.len() > MAX_QUESTION_BYTES || url.len() > MAX_URL_BYTES {
+        return Err(format!(
+            "the URL is longer than {MAX_URL_BYTES} bytes, or it and the message than {MAX_QUESTION_BYTES}"
+        ));
+    }
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| format!("the URL is not a valid absolute URL: {e}"))?;
+    if uri.scheme_str() != Some("https") {
+        return Err("the URL must be https".into());
+    }
+    let Some(authority) = uri.authority() else {
+        return Err("the URL has no host".into());
+    };
+    if authority.as_str().contains('@') {
+        return Err("the URL may not carry credentials (user:password@)".into());
+    }
+    let digest = Sha256::digest(format!("{index}\n{url}\n{message}"));
+    let id = format!("pc-{}", hex::encode(&digest[..12]));
+    Ok(Elicitation::Url { message, url, id })
 }
 
 impl StoreState {
-    /// `host.elicit`: granted, answerable, within bounds, its answer checked against its schema.
-    pub(super) async fn elicitation(
-        &mut self,
-        message: String,
-        schema: String,
-    ) -> Result<host::ElicitAnswer, Unanswered> {
+    /// The way to ask, if this call may ask the user and has not asked too often.
+    fn asker(&self) -> Result<Arc<dyn Ask>, Unanswered> {
         if !self.elicit {
             return Err("elicitation is not granted to this call (grants.elicit)".into());
         }
@@ -149,11 +200,50 @@ impl StoreState {
         if self.elicitations >= MAX_ELICITATIONS {
             return Err(format!("a call may ask at most {MAX_ELICITATIONS} questions").into());
         }
+        Ok(ask)
+    }
+
+    /// `host.elicit-url`: granted, answerable, within bounds, with no secret in the URL.
+    pub(super) async fn elicitation_url(
+        &mut self,
+        message: String,
+        url: String,
+    ) -> Result<host::ElicitAction, Unanswered> {
+        let ask = self.asker()?;
+        let mut scrubbed = url.clone();
+        self.capabilities.scrubber.text_in_place(&mut scrubbed);
+        if scrubbed != url {
+            return Err("the URL contains a secret granted to this call".into());
+        }
         let mut message = message;
         self.capabilities.scrubber.text_in_place(&mut message);
-        let question = question(message, &schema)?;
+        let question = url_question(message, url, self.elicitations)?;
         self.elicitations += 1;
-        let validator = jsonschema::validator_for(&question.schema).map_err(|e| e.to_string())?;
+        let answer = ask.elicit(question).await?;
+        Ok(action(answer.action))
+    }
+}
+
+fn action(action: ElicitAction) -> host::ElicitAction {
+    match action {
+        ElicitAction::Accept => host::ElicitAction::Accept,
+        ElicitAction::Decline => host::ElicitAction::Decline,
+        ElicitAction::Cancel => host::ElicitAction::Cancel,
+    }
+}
+
+impl StoreState {
+    /// `host.elicit`: granted, answerable, within bounds, its answer checked against its schema.
+    pub(super) async fn elicitation(
+        &mut self,
+        message: String,
+        schema: String,
+    ) -> Result<host::ElicitAnswer, Unanswered> {
+        let ask = self.asker()?;
+        let mut message = message;
+        self.capabilities.scrubber.text_in_place(&mut message);
+        let (question, validator) = question(message, &schema)?;
+        self.elicitations += 1;
         let answer = ask.elicit(question).await?;
         let content = match (answer.action, answer.content) {
             (ElicitAction::Accept, Some(content)) => {
@@ -172,12 +262,10 @@ impl StoreState {
             }
             _ => None,
         };
-        let action = match answer.action {
-            ElicitAction::Accept => host::ElicitAction::Accept,
-            ElicitAction::Decline => host::ElicitAction::Decline,
-            ElicitAction::Cancel => host::ElicitAction::Cancel,
-        };
-        Ok(host::ElicitAnswer { action, content })
+        Ok(host::ElicitAnswer {
+            action: action(answer.action),
+            content,
+        })
     }
 }
 
@@ -204,5 +292,24 @@ mod tests {
         );
         let big = "x".repeat(MAX_QUESTION_BYTES);
         assert!(question(big, flat).unwrap_err().contains("larger"));
+    }
+
+    #[test]
+    fn urls_to_open_are_https_without_credentials_and_asked_the_same_each_time() {
+        let ask = |url: &str| url_question("Sign in".into(), url.into(), 0);
+        let first = ask("https://idp.example/authorize?state=1").unwrap();
+        assert_eq!(first, ask("https://idp.example/authorize?state=1").unwrap());
+        assert_ne!(first, ask("https://idp.example/authorize?state=2").unwrap());
+        assert_eq!(first.params()["mode"], "url");
+        assert!(ask("http://idp.example/").unwrap_err().contains("https"));
+        assert!(ask("javascript:alert(1)").is_err());
+        assert!(ask("/relative").is_err());
+        assert!(
+            ask("https://user:pw@idp.example/")
+                .unwrap_err()
+                .contains("credentials")
+        );
+        let long = format!("https://idp.example/{}", "a".repeat(MAX_URL_BYTES));
+        assert!(ask(&long).unwrap_err().contains("longer"));
     }
 }

@@ -6,6 +6,7 @@ wasmtime::component::bindgen!({
     world: "server-component",
     imports: {
         "portcullis:tool/host.elicit": async | trappable,
+        "portcullis:tool/host.elicit-url": async | trappable,
         "portcullis:tool/host.sample": async | trappable,
     },
     exports: { default: async },

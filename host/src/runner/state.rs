@@ -257,6 +257,14 @@ impl host::Host for StoreState {
         )
     }
 
+    async fn elicit_url(
+        &mut self,
+        message: String,
+        url: String,
+    ) -> wasmtime::Result<Result<host::ElicitAction, String>> {
+        answered(self.elicitation_url(message, url).await, "a URL to open")
+    }
+
     async fn sample(
         &mut self,
         request: host::SamplingRequest,
