@@ -398,6 +398,18 @@ pub fn progress(done: u64, total: Option<u64>, message: Option<&str>) {
     bindings::portcullis::tool::host::progress(done, total, message);
 }
 
+/// Tells clients that follow `uri` (`resources/subscribe`) that it changed, once this call
+/// ends: for a tool that changed what one of this component's own resources reads, e.g.
+/// `resource_updated("notes://today")` after writing today's notes.
+///
+/// The gateway delivers it only if this component serves `uri` (a fixed URI or one its
+/// templates match; others are dropped with a warning in the gateway's log), and only to
+/// followers that may see the resource. At most 16 per call, each at most 2 KiB and free of
+/// the call's secrets; beyond that it fails.
+pub fn resource_updated(uri: &str) -> Result<(), Error> {
+    bindings::portcullis::tool::host::resource_updated(uri).map_err(Error::Failed)
+}
+
 /// What [`export_tools!`] expands to call. Not part of the stable API.
 #[doc(hidden)]
 #[path = "export.rs"]

@@ -37,5 +37,6 @@ mod tasks;
 mod tls;
 mod trace;
 mod typescript;
+mod updates;
 mod upstream;
 mod webhook;

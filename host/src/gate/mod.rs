@@ -9,6 +9,7 @@ pub mod approval;
 pub mod args;
 mod budget;
 mod error;
+mod follow;
 pub mod idempotency;
 mod items;
 mod output;
@@ -148,9 +149,8 @@ pub struct Gateway {
     pub audit: Arc<crate::audit::Audit>,
     pub metrics: Arc<crate::metrics::Metrics>,
     requests: AtomicU64,
-    /// Bumped whenever the catalog or the policy is replaced: what a client may see may have
-    /// changed (`notifications/tools/list_changed`).
-    changes: tokio::sync::watch::Sender<u64>,
+    /// What followers hear of (`follow.rs`).
+    follow: follow::Follow,
 }
 
 /// Up to eight schema violations, each with where it is (values masked: they may be secret).
@@ -215,7 +215,7 @@ impl Gateway {
             webhook: None,
             principals: None,
             requests: AtomicU64::new(0),
-            changes: tokio::sync::watch::Sender::new(0),
+            follow: follow::Follow::default(),
         })
     }
 
@@ -227,15 +227,6 @@ impl Gateway {
     ) -> Self {
         self.catalog = self.catalog.reloadable_from(dir, cache_dir);
         self
-    }
-
-    /// Follows replacements of the catalog and the policy.
-    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.changes.subscribe()
-    }
-
-    fn announce_change(&self) {
-        self.changes.send_modify(|n| *n += 1);
     }
 
     /// Reloads the policy bundle (see [`Policy::reload`]) and tells the clients that follow

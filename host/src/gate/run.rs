@@ -244,6 +244,7 @@ impl Gateway {
             .await;
         drop(running);
         output::enforce_schema(&plan.tool, &mut report);
+        self.announce_updates(&plan.tool.component, &report.updated);
         let (code, _) = records::outcome_code(&report);
         self.metrics.ran(
             tool_name,

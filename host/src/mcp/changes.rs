@@ -4,15 +4,18 @@
 //! components' digests — and only then, and only for the lists that changed (a reload that
 //! changes nothing visible to this principal stays silent). A client before MCP 2026-07-28
 //! hears it on its session (stdio, or the GET stream of an HTTP session); a later one on each
-//! open `subscriptions/listen` stream that asked for it.
+//! open `subscriptions/listen` stream that asked for it. Both streams also carry
+//! `notifications/resources/updated` for the resources the client follows (`watch.rs`).
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use rmcp::model::ResourceUpdatedNotificationParam;
 use rmcp::service::SubscriptionContext;
 use rmcp::{Peer, RoleServer};
 use tokio::sync::watch;
 
+use super::watch::{Updates, Watched};
 use crate::gate::{Gateway, Transport};
 use crate::policy::Principal;
 
@@ -128,7 +131,8 @@ pub async fn listen(
         resources: accepted.resources_list_changed == Some(true),
         prompts: accepted.prompts_list_changed == Some(true),
     };
-    if wants == Changed::default() {
+    let watched = Watched::of(accepted.resource_subscriptions.clone().unwrap_or_default());
+    if wants == Changed::default() && watched.is_empty() {
         tokio::select! {
             _ = subscription.cancelled() => {}
             _ = super::drain::draining() => {}
@@ -136,10 +140,19 @@ pub async fn listen(
         return;
     }
     let mut follower = Follower::new(gateway, principal, transport);
+    let mut updates = Updates::new(gateway, principal, transport, watched);
     loop {
         tokio::select! {
             _ = subscription.cancelled() => return,
             _ = super::drain::draining() => return,
+            uris = updates.next() => {
+                let Some(uris) = uris else { return };
+                for uri in uris {
+                    if subscription.sink().notify_resource_updated(uri).await.is_err() {
+                        return;
+                    }
+                }
+            }
             changed = follower.next() => {
                 let Some(changed) = changed else { return };
                 let sink = subscription.sink();
@@ -167,14 +180,17 @@ pub async fn listen(
 const GONE_CHECK: Duration = Duration::from_secs(5);
 
 /// Tells the client on a session of a client before 2026-07-28 (`peer`) of changes to what
-/// `principal` may see, until the session or the gateway ends.
+/// `principal` may see, and of updates to the resources it follows (`watched`), until the
+/// session or the gateway ends.
 pub async fn tell(
     gateway: Arc<Gateway>,
     principal: Arc<Principal>,
     transport: Transport,
     peer: Peer<RoleServer>,
+    watched: Watched,
 ) {
     let mut follower = Follower::new(&gateway, &principal, transport);
+    let mut updates = Updates::new(&gateway, &principal, transport, watched);
     let mut gone = tokio::time::interval(GONE_CHECK);
     loop {
         let changed = tokio::select! {
@@ -182,6 +198,16 @@ pub async fn tell(
             _ = gone.tick() => {
                 if peer.is_transport_closed() {
                     return;
+                }
+                continue;
+            }
+            uris = updates.next() => {
+                let Some(uris) = uris else { return };
+                for uri in uris {
+                    let update = ResourceUpdatedNotificationParam::new(uri);
+                    if peer.notify_resource_updated(update).await.is_err() {
+                        return;
+                    }
                 }
                 continue;
             }

@@ -25,6 +25,7 @@ pub mod stdio;
 pub mod tasks;
 mod throttle;
 pub mod tls;
+mod watch;
 
 pub use answer::{IDEMPOTENCY_KEY_META, MAX_MESSAGE_BYTES, RETRY_AFTER, to_mcp};
 
@@ -61,6 +62,8 @@ pub struct Handler {
     log_level: Arc<std::sync::Mutex<Option<LoggingLevel>>>,
     /// Serves an HTTP session of a client before 2026-07-28 (one handler per session).
     session: bool,
+    /// The resources this session follows (`resources/subscribe`).
+    watched: watch::Watched,
 }
 
 impl Handler {
@@ -75,6 +78,7 @@ impl Handler {
             transport,
             log_level: Arc::default(),
             session: false,
+            watched: watch::Watched::default(),
         }
     }
 
@@ -82,6 +86,11 @@ impl Handler {
     pub fn in_session(mut self) -> Self {
         self.session = true;
         self
+    }
+
+    /// The resources this handler's session follows.
+    pub fn watched(&self) -> watch::Watched {
+        self.watched.clone()
     }
 
     /// Whether requests to the client can travel (a stdio session, or an HTTP one).
@@ -335,6 +344,7 @@ impl ServerHandler for Handler {
                 .enable_tool_list_changed()
                 .enable_resources()
                 .enable_resources_list_changed()
+                .enable_resources_subscribe()
                 .enable_prompts()
                 .enable_prompts_list_changed()
                 .enable_completions()
@@ -490,19 +500,18 @@ impl ServerHandler for Handler {
         let principal = self.principal(&context)?;
         self.gateway
             .may_watch(&principal, &request.uri, self.transport)
-            .map_err(ErrorData::from)
+            .map_err(ErrorData::from)?;
+        self.watched.add(&request.uri)
     }
 
     #[allow(deprecated)]
     async fn unsubscribe(
         &self,
         request: rmcp::model::UnsubscribeRequestParams,
-        context: RequestContext<RoleServer>,
+        _context: RequestContext<RoleServer>,
     ) -> Result<(), ErrorData> {
-        let principal = self.principal(&context)?;
-        self.gateway
-            .may_watch(&principal, &request.uri, self.transport)
-            .map_err(ErrorData::from)
+        self.watched.remove(&request.uri);
+        Ok(())
     }
 
     async fn get_task(
@@ -525,13 +534,17 @@ impl ServerHandler for Handler {
 
     fn accepted_subscription_filter(
         &self,
-        _requested: &SubscriptionFilter,
+        requested: &SubscriptionFilter,
     ) -> Option<SubscriptionFilter> {
+        // Every URI asked for is accepted (up to the bound), known or not, visible or not:
+        // the acknowledgement tells nothing; only what the principal may see is delivered.
+        let uris = requested.resource_subscriptions.iter().flatten();
         Some(
             SubscriptionFilter::builder()
                 .tools_list_changed()
                 .resources_list_changed()
                 .prompts_list_changed()
+                .resource_subscriptions(uris.take(watch::MAX_WATCHED).cloned())
                 .build(),
         )
     }
@@ -570,7 +583,14 @@ impl ServerHandler for Handler {
             .cloned();
         if let Some(principal) = principal {
             let (gateway, peer) = (self.gateway.clone(), context.peer.clone());
-            tokio::spawn(changes::tell(gateway, principal, self.transport, peer));
+            let watched = self.watched.clone();
+            tokio::spawn(changes::tell(
+                gateway,
+                principal,
+                self.transport,
+                peer,
+                watched,
+            ));
         }
     }
 

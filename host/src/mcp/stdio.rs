@@ -67,6 +67,7 @@ where
 
     let principal = Arc::new(principal);
     let handler = Handler::new(gateway.clone(), Some(principal.clone()), Transport::Stdio);
+    let watched = handler.watched();
     let service = handler
         .serve((Box::pin(sink(output)), Box::pin(stream(incoming))))
         .await
@@ -83,6 +84,7 @@ where
             principal,
             Transport::Stdio,
             peer,
+            watched,
         ))
     });
     let _ = service.waiting().await;

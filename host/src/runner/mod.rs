@@ -371,6 +371,7 @@ impl Runner {
             logs_dropped: state.logs_dropped,
             egress: state.capabilities.egress.events(),
             notices_dropped: state.notices.dropped,
+            updated: state.updated,
         };
         report.scrub(&state.capabilities.scrubber);
         report
@@ -422,6 +423,7 @@ impl Runner {
             elicitations: 0,
             sample: grants.sample,
             samplings: 0,
+            updated: Vec::new(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);

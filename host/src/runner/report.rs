@@ -49,6 +49,8 @@ pub struct RunReport<T = CallOutput> {
     pub egress: Vec<EgressEvent>,
     /// Progress and log notices the call's rate limit dropped.
     pub notices_dropped: usize,
+    /// Resources the component said the call changed, for the gate to announce.
+    pub updated: Vec<String>,
 }
 
 impl RunReport {
@@ -76,6 +78,7 @@ impl<T: Reply> RunReport<T> {
             logs_dropped: self.logs_dropped,
             egress: self.egress,
             notices_dropped: self.notices_dropped,
+            updated: self.updated,
         }
     }
 
@@ -91,6 +94,7 @@ impl<T: Reply> RunReport<T> {
             logs_dropped: 0,
             egress: Vec::new(),
             notices_dropped: 0,
+            updated: Vec::new(),
         }
     }
 

@@ -21,6 +21,9 @@ use super::fsguard::FsGuard;
 pub const MAX_LOG_LINES: usize = 256;
 /// Characters kept per log line.
 pub const MAX_LOG_LINE: usize = 4096;
+/// Resources one call may announce as changed, and the bytes of each URI.
+pub const MAX_UPDATED: usize = 16;
+pub const MAX_UPDATED_URI: usize = 2048;
 
 /// Which resource limit a guest ran into (recorded by the limiter; traps do not say).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,6 +172,8 @@ pub struct StoreState {
     /// Whether the call may ask the client's model (`grants.sample`), and how often it did.
     pub sample: bool,
     pub samplings: u32,
+    /// Resources the call said it changed (`host.resource-updated`).
+    pub updated: Vec<String>,
 }
 
 impl StoreState {
@@ -270,6 +275,24 @@ impl host::Host for StoreState {
         request: host::SamplingRequest,
     ) -> wasmtime::Result<Result<host::SamplingAnswer, String>> {
         answered(self.sampling(request).await, "a sampling request")
+    }
+
+    fn resource_updated(&mut self, uri: String) -> Result<(), String> {
+        if uri.len() > MAX_UPDATED_URI {
+            return Err(format!("the URI is longer than {MAX_UPDATED_URI} bytes"));
+        }
+        let mut scrubbed = uri.clone();
+        self.capabilities.scrubber.text_in_place(&mut scrubbed);
+        if scrubbed != uri {
+            return Err("the URI contains a secret granted to this call".into());
+        }
+        if !self.updated.contains(&uri) {
+            if self.updated.len() >= MAX_UPDATED {
+                return Err(format!("a call may announce at most {MAX_UPDATED} updates"));
+            }
+            self.updated.push(uri);
+        }
+        Ok(())
     }
 
     fn secret(&mut self, name: String) -> Result<String, String> {

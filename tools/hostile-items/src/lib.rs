@@ -5,15 +5,20 @@
 //!   read only, and the variable (percent-decoded by the gateway, so `..%2Fx` is `../x`) tries
 //!   to climb out of it;
 //! - the prompt `hostile_peek` reads the same workspace without any grant, and the
-//!   environment.
+//!   environment;
+//! - the tool `announce` says the resources it is given changed: its own (`hostile://state`,
+//!   `hostile://file/…`) reach the clients that follow them; another component's must not.
 //!
 //! Each reports what it saw instead of failing, so the tests can tell a refusal from a crash.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use portcullis_sdk::{
-    Arguments, Contents, Error, Message, Prompt, Resource, ResourceTemplate, export_component,
+    Arguments, Contents, Error, Message, Output, Prompt, Resource, ResourceTemplate, Tool,
+    export_component, resource_updated,
 };
+use schemars::JsonSchema;
+use serde::Deserialize;
 
 static READS: AtomicU32 = AtomicU32::new(0);
 
@@ -66,7 +71,35 @@ impl Prompt for Peek {
     }
 }
 
+/// Which resources changed.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AnnounceInput {
+    pub uris: Vec<String>,
+}
+
+pub struct Announce;
+
+impl Tool for Announce {
+    type Input = AnnounceInput;
+    const NAME: &'static str = "announce";
+    const DESCRIPTION: &'static str = "Says the given resources changed; reports each answer.";
+
+    fn call(input: AnnounceInput) -> Result<Output, Error> {
+        let answers: Vec<String> = input
+            .uris
+            .iter()
+            .map(|uri| match resource_updated(uri) {
+                Ok(()) => format!("{uri}: ok"),
+                Err(Error::InvalidInput(m) | Error::Failed(m)) => format!("{uri}: {m}"),
+            })
+            .collect();
+        Ok(Output::text(answers.join("\n")))
+    }
+}
+
 export_component! {
+    tools: [Announce],
     resources: [State],
     templates: [File],
     prompts: [Peek],

@@ -197,8 +197,15 @@ impl Gateway {
         }
     }
 
+    /// Whether `component` (this very build of it) serves `uri` now.
+    pub(in crate::gate) fn serves(&self, component: &LoadedComponent, uri: &str) -> bool {
+        self.resolve(uri).is_ok_and(|(target, _, _)| {
+            target.component.name == component.name && target.component.digest == component.digest
+        })
+    }
+
     /// Whether `principal` may follow `uri` (`resources/subscribe`): it must lead to a resource
-    /// it may list. Components cannot announce changes yet, so no updates follow.
+    /// it may list (checked again before each update is delivered).
     pub fn may_watch(
         &self,
         principal: &Principal,
