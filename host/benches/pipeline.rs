@@ -9,7 +9,8 @@
 //! `BENCH_SKIP_TRANSPORTS=1` after the governed call in process (no stdio, HTTP, fairness);
 //! `BENCH_EGRESS_ONLY=1` runs only the outbound HTTP comparison; `BENCH_AUDIT_ONLY=1` only
 //! the audit trail's cost (off against on); `BENCH_SPANS_ONLY=1` only the stage spans' cost
-//! (nothing exported against OTLP export to a loopback collector).
+//! (nothing exported against OTLP export to a loopback collector); `BENCH_LANGUAGES_ONLY=1`
+//! only the same tool in Rust, Python and JavaScript (after `scripts/build-languages`).
 //! Results go into docs/perf.md.
 
 use std::io::{BufRead, BufReader, Write};
@@ -23,6 +24,8 @@ mod audit;
 mod egress;
 #[path = "support/fairness.rs"]
 mod fairness;
+#[path = "support/languages.rs"]
+mod languages;
 #[path = "support/spans.rs"]
 mod spans;
 
@@ -92,6 +95,11 @@ fn bench_config(dir: &Path) -> PathBuf {
 
 /// The same, with more configuration tables appended.
 fn bench_config_with(dir: &Path, extra: &str) -> PathBuf {
+    bench_config_in(dir, &tools_dir(), extra)
+}
+
+/// The same, with the components in `tools`.
+fn bench_config_in(dir: &Path, tools: &Path, extra: &str) -> PathBuf {
     let path = dir.join("portcullis.toml");
     std::fs::create_dir_all(dir.join("workspace")).unwrap();
     std::fs::write(
@@ -99,7 +107,7 @@ fn bench_config_with(dir: &Path, extra: &str) -> PathBuf {
         format!(
             "tools_dir = \"{}\"\ncache_dir = \"{}\"\npolicy_dir = \"{}\"\nworkspace = \"workspace\"\n\
              [principals.local]\nroles = [\"writer\"]\n{extra}",
-            tools_dir().display(),
+            tools.display(),
             root().join(".portcullis/cache").display(),
             root().join("policies").display()
         ),
@@ -602,6 +610,10 @@ fn main() {
     if std::env::var_os("BENCH_SPANS_ONLY").is_some() {
         let multi = tokio::runtime::Runtime::new().unwrap();
         multi.block_on(spans::spans((n / 10).max(500)));
+        return;
+    }
+    if std::env::var_os("BENCH_LANGUAGES_ONLY").is_some() {
+        runtime.block_on(languages::languages((n / 10).max(200)));
         return;
     }
     if std::env::var_os("BENCH_EGRESS_ONLY").is_some() {

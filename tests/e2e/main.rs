@@ -24,6 +24,7 @@ mod identity;
 mod issuer;
 mod items;
 mod jsonrpc;
+mod languages;
 mod mcp;
 mod ops;
 mod otlp;

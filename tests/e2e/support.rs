@@ -40,6 +40,8 @@ pub fn component(name: &str) -> PathBuf {
         "legacy"
     } else if name == "conformance" {
         "conformance"
+    } else if name.ends_with("-py") || name.ends_with("-js") {
+        "languages"
     } else {
         "tools"
     };
@@ -49,7 +51,7 @@ pub fn component(name: &str) -> PathBuf {
         .join(format!("{name}.wasm"));
     assert!(
         path.exists(),
-        "{} is missing: run scripts/build-tools (the test command does)",
+        "{} is missing: run scripts/build-tools and scripts/build-languages (the test command does)",
         path.display()
     );
     path
