@@ -7,7 +7,7 @@
 use rmcp::model::CallToolResult;
 use serde_json::{Value, json};
 
-use crate::gateway::{Options, call, setup, stdio_client, text};
+use crate::gateway::{Options, binary, call, setup, stdio_client, text};
 use crate::support::SHA256_ABC;
 
 /// Everything may be listed and called, except hashing "secret plans".
@@ -101,4 +101,27 @@ async fn python_and_javascript_tools_answer_like_the_rust_one_and_are_governed_a
         );
     }
     client.cancel().await.unwrap();
+
+    // `portcullis tools` says what each component is: size, language, how it loaded.
+    let listed = std::process::Command::new(binary())
+        .arg("--config")
+        .arg(&s.config)
+        .arg("tools")
+        .env("RUST_LOG", "portcullis=error")
+        .output()
+        .unwrap();
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    for (component, language) in [
+        ("data", "Rust"),
+        ("hash-py", "Python"),
+        ("hash-js", "JavaScript"),
+    ] {
+        let line = listed
+            .lines()
+            .skip_while(|l| !l.starts_with(&format!("{component}  ")))
+            .nth(1)
+            .unwrap_or_else(|| panic!("{component} is listed:\n{listed}"));
+        assert!(line.contains(&format!(" MB, {language}, ")), "{line}");
+        assert!(line.contains("from the compile cache in"), "{line}");
+    }
 }

@@ -9,6 +9,7 @@ pub mod cache;
 mod descriptor;
 mod items;
 mod live;
+mod producers;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,6 +35,11 @@ pub struct LoadedComponent {
     pub digest: String,
     pub prepared: Prepared,
     pub cache: CacheOutcome,
+    /// Bytes of the `.wasm` file, what it says it was written in, and how long compiling (or
+    /// loading it from the cache) took.
+    pub size: u64,
+    pub language: Option<String>,
+    pub load_time: std::time::Duration,
     /// Whether it answers `completion/complete` for its prompts and templates.
     pub completes: bool,
 }
@@ -291,6 +297,17 @@ impl Catalog {
                 component.digest,
                 component.path.display()
             );
+            let how = match component.cache {
+                CacheOutcome::Hit => "from the compile cache",
+                CacheOutcome::Compiled | CacheOutcome::Disabled => "compiled",
+            };
+            let _ = writeln!(
+                out,
+                "  {:.1} MB, {}, {how} in {:.2} s",
+                mb(component.size),
+                component.language.as_deref().unwrap_or("language unknown"),
+                component.load_time.as_secs_f64()
+            );
             for tool in self.tools.values() {
                 if !Arc::ptr_eq(&tool.component, component) {
                     continue;
@@ -345,6 +362,13 @@ impl Catalog {
     }
 }
 
+/// Components larger than this (an interpreter inside) are announced before they load.
+const LARGE_COMPONENT: u64 = 4 * 1024 * 1024;
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
 /// Compiles (or loads from the cache, off the async runtime's threads), prepares and
 /// describes one component, and checks its descriptors.
 async fn load_component(
@@ -354,6 +378,12 @@ async fn load_component(
     cache_dir: Option<&Path>,
 ) -> Result<(Arc<LoadedComponent>, Items)> {
     let digest_hex = hex::encode(Sha256::digest(&bytes));
+    let (size, language) = (bytes.len() as u64, producers::language(&bytes));
+    if size > LARGE_COMPONENT {
+        // Compiling one takes seconds the first time: say so before, not only after.
+        tracing::info!(component = %path.display(), size_mb = mb(size), language = language.as_deref().unwrap_or("unknown"), "loading a large component");
+    }
+    let started = std::time::Instant::now();
     let (engine, cache, digest) = (
         runner.engine().clone(),
         cache_dir.map(Path::to_path_buf),
@@ -365,6 +395,10 @@ async fn load_component(
     .await
     .context("compiling the component")?
     .context("compiling the component")?;
+    let load_time = started.elapsed();
+    if size > LARGE_COMPONENT {
+        tracing::info!(component = %path.display(), ?cache, seconds = load_time.as_secs_f64(), "loaded a large component");
+    }
     let prepared = runner.prepare(&component)?;
     let described = runner
         .describe(&prepared)
@@ -387,6 +421,9 @@ async fn load_component(
         digest: format!("sha256:{digest_hex}"),
         prepared,
         cache,
+        size,
+        language,
+        load_time,
         completes: described.completes,
     });
     let mut items = Items::default();
