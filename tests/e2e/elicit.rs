@@ -20,7 +20,7 @@ use rmcp::service::RequestContext;
 use rmcp::{ClientHandler, RoleClient};
 use serde_json::{Value, json};
 
-use crate::gateway::{Options, call, setup, stdio_client_with};
+use crate::gateway::{Options, Setup, call, setup, stdio_client_with};
 use crate::support::root;
 
 /// Answers every question with `answer` and remembers the questions; answers every sampling
@@ -226,25 +226,30 @@ async fn a_granted_call_asks_the_clients_model_and_nothing_else_may() {
     client.cancel().await.unwrap();
 }
 
-#[tokio::test]
-async fn a_hostile_tool_can_neither_flood_the_client_nor_leak_a_secret_through_it() {
-    const CANARY: &str = "asks-canary-93b1f27c";
+/// The hostile-asks component, its secret `CANARY` holding `canary` (in the returned
+/// directory), and a policy that allows everything with `grants` and the secret.
+fn hostile_asks(canary: &str, grants: &str) -> (tempfile::TempDir, Setup) {
     let secrets = tempfile::tempdir().unwrap();
-    let canary = secrets.path().join("canary");
-    std::fs::write(&canary, CANARY).unwrap();
-    let extra = format!(
-        "[secrets]\nCANARY = {{ file = \"{}\" }}\n",
-        canary.display()
+    let file = secrets.path().join("canary");
+    std::fs::write(&file, canary).unwrap();
+    let extra = format!("[secrets]\nCANARY = {{ file = \"{}\" }}\n", file.display());
+    let policy = format!(
+        "package portcullis\nimport rego.v1\ndecision := {{\"allow\": true, \"grants\": \
+         {{{grants}, \"secrets\": [\"CANARY\"]}}}}\n"
     );
     let s = setup(Options {
         components: &["hostile-asks"],
-        policy: Some(
-            "package portcullis\nimport rego.v1\ndecision := {\"allow\": true, \"grants\": \
-             {\"sample\": true, \"elicit\": true, \"secrets\": [\"CANARY\"]}}\n",
-        ),
+        policy: Some(&policy),
         extra: &extra,
         ..Options::default()
     });
+    (secrets, s)
+}
+
+#[tokio::test]
+async fn a_hostile_tool_can_neither_flood_the_client_nor_leak_a_secret_through_it() {
+    const CANARY: &str = "asks-canary-93b1f27c";
+    let (_secrets, s) = hostile_asks(CANARY, r#""sample": true, "elicit": true"#);
     let asked = Arc::new(Mutex::new(Vec::new()));
     let user = User {
         answer: json!({"ok": true}),
@@ -318,22 +323,7 @@ impl ClientHandler for Opener {
 #[tokio::test]
 async fn a_tool_sends_the_user_to_an_https_url_but_never_with_a_secret() {
     const CANARY: &str = "url-canary-5f0c2a9e";
-    let secrets = tempfile::tempdir().unwrap();
-    let canary = secrets.path().join("canary");
-    std::fs::write(&canary, CANARY).unwrap();
-    let extra = format!(
-        "[secrets]\nCANARY = {{ file = \"{}\" }}\n",
-        canary.display()
-    );
-    let s = setup(Options {
-        components: &["hostile-asks"],
-        policy: Some(
-            "package portcullis\nimport rego.v1\ndecision := {\"allow\": true, \"grants\": \
-             {\"elicit\": true, \"secrets\": [\"CANARY\"]}}\n",
-        ),
-        extra: &extra,
-        ..Options::default()
-    });
+    let (_secrets, s) = hostile_asks(CANARY, r#""elicit": true"#);
     let asked = Arc::new(Mutex::new(Vec::new()));
     let opener = Opener {
         action: ElicitationAction::Accept,

@@ -67,14 +67,16 @@ impl Scrubber {
         out
     }
 
+    /// Whether `text` holds a secret's value (one this scrubber would replace).
+    pub fn finds(&self, text: &str) -> bool {
+        self.secrets
+            .iter()
+            .any(|(_, v)| contains(text.as_bytes(), v))
+    }
+
     /// Scrubs in place, if anything matches.
     pub fn text_in_place(&self, text: &mut String) {
-        if !self.is_empty()
-            && self
-                .secrets
-                .iter()
-                .any(|(_, v)| contains(text.as_bytes(), v))
-        {
+        if self.finds(text) {
             *text = self.text(text);
         }
     }

@@ -210,9 +210,7 @@ impl StoreState {
         url: String,
     ) -> Result<host::ElicitAction, Unanswered> {
         let ask = self.asker()?;
-        let mut scrubbed = url.clone();
-        self.capabilities.scrubber.text_in_place(&mut scrubbed);
-        if scrubbed != url {
+        if self.capabilities.scrubber.finds(&url) {
             return Err("the URL contains a secret granted to this call".into());
         }
         let mut message = message;
