@@ -4,6 +4,7 @@
 # and whose policy lets its stdio principal call them (the default policy does, for writers).
 # Sequential stdio round trips against `portcullis serve --stdio`: ping and the same tool in
 # Rust, Python and JavaScript, interleaved; median, p90 and ratios.
+import json, subprocess, sys, statistics, time
 binary, config, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 p = subprocess.Popen([binary, "--config", config, "serve", "--stdio"], stdin=subprocess.PIPE,
                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
