@@ -19,7 +19,8 @@ use serde_json::json;
 use tokio::sync::mpsc;
 
 use crate::gateway::{
-    ALICE, BOB, Options, call, http_client_discover, http_server, setup, stdio_client_with, text,
+    ALICE, BOB, Options, call, http_client_discover, http_server, post, raw_http, setup,
+    stdio_client_with, text,
 };
 
 /// Everyone may do everything, but Bob may not see the `hostile://file/{name}` template.
@@ -166,4 +167,14 @@ async fn a_listen_stream_hears_updates_of_what_it_named_and_may_see() {
     assert_eq!(next_update(&mut alice_hears).await, "hostile://state");
     // Bob may not see the file template: he hears only the state (which came after it).
     assert_eq!(next_update(&mut bob_hears).await, "hostile://state");
+
+    // A stateless request of an earlier revision has nowhere to hear updates: refused, saying
+    // what would work, rather than accepted and never answered.
+    let subscribe = r#"{"jsonrpc":"2.0","id":7,"method":"resources/subscribe","params":{"uri":"hostile://state"}}"#;
+    let header = "mcp-protocol-version: 2025-11-25\r\n";
+    let refused = raw_http(&server, &post(&server, ALICE, header, subscribe)).await;
+    assert!(
+        refused.contains("resources/subscribe needs a session"),
+        "{refused}"
+    );
 }

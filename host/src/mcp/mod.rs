@@ -501,6 +501,15 @@ impl ServerHandler for Handler {
         self.gateway
             .may_watch(&principal, &request.uri, self.transport)
             .map_err(ErrorData::from)?;
+        if !self.has_session() {
+            // This handler lives for one request: nothing could ever be delivered.
+            return Err(ErrorData::invalid_request(
+                "resources/subscribe needs a session (stdio, or streamable HTTP with an \
+                 Mcp-Session-Id); on MCP 2026-07-28 name the resource in a \
+                 subscriptions/listen stream's resourceSubscriptions instead",
+                None,
+            ));
+        }
         self.watched.add(&request.uri)
     }
 
